@@ -1,0 +1,340 @@
+"""Typer commands only: parse flags, call library functions, display with rich.
+
+User mistakes arrive as ``FishoptError`` and leave as one red line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import optuna
+import typer
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fishopt import config, data, runner, study
+from fishopt import spec as specs
+from fishopt.errors import FishoptError
+from fishopt.storage import open_storage
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Optuna studies of how optimizer, width and depth shape an MLP.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: fetch, generate, inspect.")
+app.add_typer(data_app, name="data")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help=f"Optuna storage URL [env {config.ENV_STORAGE}; default {config.DEFAULT_STORAGE}]",
+        show_default=False,
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Kaggle fish folder, class-per-folder image tree, 'synthetic[:N[:WxH[:SEED]]]'"
+        f" or 'digits' [env {config.ENV_DATA}; default: synthetic]",
+        show_default=False,
+    ),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help=f"preprocessed-array cache [env {config.ENV_CACHE}; default ~/.cache/fishopt]",
+        show_default=False,
+    ),
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _callback(progress: Progress, task: int) -> data.Progress:
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+@app.command("study")
+def study_cmd(
+    name: Annotated[str, typer.Argument(help="study spec: a name in studies/ or a .toml path")],
+    data_arg: DataOpt = None,
+    storage: StorageOpt = None,
+    n_trials: Annotated[int | None, typer.Option(min=1, help="total trial budget")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="seconds for this run")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    study_name: Annotated[
+        str | None, typer.Option("--name", help="name in storage [default: the spec's name]")
+    ] = None,
+    image_size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 59x45")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
+    strict: Annotated[bool, typer.Option(help="refuse unreadable image files")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Run (or resume) a sub-study and print its summary."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = config.resolve(storage=storage, data=None, cache_dir=cache_dir)
+    spec = specs.load(name).with_overrides(
+        epochs=epochs, seed=seed, image_size=data.parse_size(image_size) if image_size else None
+    )
+    runner.set_threads(threads)
+    dev = runner.resolve_device(device)
+    source, how = data.choose_source(data_arg, settings.data)
+    err.print(how)
+    with _progress() as progress:
+        gen = progress.add_task("generating", total=None, info="", visible=False)
+        dec = progress.add_task("decoding", total=None, info="", visible=False)
+
+        def on_gen(done: int, total: int) -> None:
+            progress.update(gen, completed=done, total=total, visible=True)
+
+        def on_dec(done: int, total: int) -> None:
+            progress.update(dec, completed=done, total=total, visible=True)
+
+        loaded = runner.build_context(
+            spec,
+            source,
+            settings,
+            device=dev,
+            strict=strict,
+            progress=on_dec,
+            generate_progress=on_gen,
+        )
+    ds = loaded.ctx.dataset
+    how_loaded = "from cache" if loaded.cache_hit else "decoded"
+    err.print(
+        f"{len(ds.y)} images, {len(ds.classes)} classes, {ds.X.shape[1]} features "
+        f"({how_loaded} in {loaded.seconds:.1f}s); split {loaded.ctx.split.describe()['sizes']}"
+    )
+    if ds.skipped:
+        err.print(
+            f"[yellow]skipped {len(ds.skipped)} unreadable files, e.g. "
+            f"{'; '.join(ds.skipped[:3])}[/yellow]"
+        )
+    st_name = study_name or spec.name
+    st = runner.open_and_prepare(loaded.ctx, settings.storage, st_name)
+    total = runner.budget(spec, n_trials)
+    if total is not None and study.finished_count(st) >= total:
+        err.print(
+            f"study {st_name!r} already has {study.finished_count(st)} finished trials "
+            f"(budget {total}); pass --n-trials to extend it"
+        )
+    else:
+        _run_with_progress(loaded.ctx, st, total, timeout or spec.timeout)
+    _print_summary(spec, st)
+
+
+def _run_with_progress(
+    ctx: study.Context, st: optuna.Study, total: int | None, timeout: float | None
+) -> None:
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(
+            f"trials of {st.study_name}", total=total, completed=study.finished_count(st), info=""
+        )
+
+        def on_trial(s: optuna.Study, _t: optuna.trial.FrozenTrial) -> None:
+            trials = s.get_trials(deepcopy=False)
+            pruned = sum(t.state == TrialState.PRUNED for t in trials)
+            failed = sum(t.state == TrialState.FAIL for t in trials)
+            done = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value]
+            best = f"best F1 {max(done):.3f}" if done else "best F1 -"
+            progress.update(
+                task,
+                completed=study.finished_count(s),
+                info=f"{best}  pruned {pruned}  failed {failed}",
+            )
+
+        try:
+            runner.run(ctx, st, total, timeout, callbacks=[on_trial])
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(
+                f"[yellow]interrupted: the running trial was marked FAIL and will be re-run;"
+                f" run the same command to resume {st.study_name!r}[/yellow]"
+            )
+            raise typer.Exit(130) from None
+    err.print(f"finished in {time.perf_counter() - started:.1f}s")
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _print_summary(spec: specs.StudySpec, st: optuna.Study) -> None:
+    rows = study.summarize(spec, st.get_trials(deepcopy=False))
+    by = "optimizer" if spec.kind == "optimizers" else "configuration"
+    table = Table(title=f"{st.study_name}: validation macro-F1 per {by}")
+    for col in (by, "complete", "pruned", "failed", "mean F1", "± sd", "best F1", "test F1 (best)"):
+        table.add_column(col, justify="left" if col == by else "right")
+    for r in rows[:25]:
+        table.add_row(
+            r.label,
+            str(r.complete),
+            str(r.pruned),
+            str(r.failed),
+            _fmt(r.mean),
+            _fmt(r.std),
+            _fmt(r.best),
+            _fmt(r.test_f1),
+        )
+    console.print(table)
+    if len(rows) > 25:
+        console.print(
+            f"... {len(rows) - 25} more configurations; see `fishopt show {st.study_name}`"
+        )
+
+
+@app.command("studies")
+def studies_cmd(storage: StorageOpt = None) -> None:
+    """List the studies in a storage with trial counts and best values."""
+    url = config.resolve_storage(storage)
+    summaries = optuna.study.get_all_study_summaries(
+        open_storage(url, heartbeat=False), include_best_trial=True
+    )
+    table = Table(title=f"studies in {config.mask_url(url)}")
+    for col in ("study", "trials", "complete", "pruned", "failed", "running", "best F1"):
+        table.add_column(col, justify="left" if col == "study" else "right")
+    store = open_storage(url, heartbeat=False)
+    for s in summaries:
+        trials = store.get_all_trials(s._study_id, deepcopy=False)
+        count = {state: sum(t.state == state for t in trials) for state in TrialState}
+        best = s.best_trial.value if s.best_trial else None
+        table.add_row(
+            s.study_name,
+            str(len(trials)),
+            str(count[TrialState.COMPLETE]),
+            str(count[TrialState.PRUNED]),
+            str(count[TrialState.FAIL]),
+            str(count[TrialState.RUNNING]),
+            _fmt(best) if best is not None else "-",
+        )
+    console.print(table if summaries else f"no studies in {config.mask_url(url)}")
+
+
+@app.command("show")
+def show_cmd(
+    name: str, storage: StorageOpt = None, top: Annotated[int, typer.Option(min=1)] = 10
+) -> None:
+    """Show a study's top trials."""
+    url = config.resolve_storage(storage)
+    try:
+        st = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False))
+    except KeyError:
+        names = optuna.study.get_all_study_names(open_storage(url, heartbeat=False))
+        raise FishoptError(
+            f"no study {name!r} in {config.mask_url(url)}; studies there: "
+            f"{', '.join(names) or 'none'}"
+        ) from None
+    done = sorted(
+        (t for t in st.trials if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0)
+    )
+    table = Table(title=f"{name}: top {min(top, len(done))} of {len(st.trials)} trials")
+    for col in ("#", "valid F1", "test F1", "epochs", "hidden", "params"):
+        table.add_column(col)
+    for t in done[:top]:
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()
+        )
+        table.add_row(
+            str(t.number),
+            _fmt(t.value),
+            _fmt(t.user_attrs.get("test_f1", math.nan)),
+            str(t.user_attrs.get("epochs_run", "")),
+            "-".join(map(str, t.user_attrs.get("hidden", []))) or "none",
+            params,
+        )
+    console.print(table)
+
+
+@data_app.command("info")
+def data_info(
+    data_arg: DataOpt = None,
+    cache_dir: CacheOpt = None,
+    image_size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "59x45",
+    strict: bool = False,
+) -> None:
+    """Load a data set (decoding and caching it) and print what was found."""
+    settings = config.resolve(cache_dir=cache_dir)
+    source, how = data.choose_source(data_arg, settings.data)
+    err.print(how)
+    t0 = time.perf_counter()
+    ds, hit = data.load(source, settings.cache_dir, data.parse_size(image_size), strict=strict)
+    counts = {c: int((ds.y == i).sum()) for i, c in enumerate(ds.classes)}
+    console.print(
+        f"{len(ds.y)} images in {len(ds.classes)} classes, {ds.X.shape[1]} features, "
+        f"fingerprint {ds.fingerprint} ({'cache' if hit else 'decoded'} "
+        f"{time.perf_counter() - t0:.2f}s)"
+    )
+    for c, n in counts.items():
+        console.print(f"  {c}: {n}")
+    if ds.skipped:
+        console.print(f"skipped {len(ds.skipped)}: {'; '.join(ds.skipped[:3])}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="folder to write Fish_Dataset/ into")],
+    per_class: Annotated[int, typer.Option(min=3)] = data.DEFAULT_SYNTHETIC_PER_CLASS,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "590x445",
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Write the synthetic fish set in the Kaggle layout (photos and GT masks)."""
+    from fishopt import synthetic
+
+    with _progress() as progress:
+        task = progress.add_task("generating", total=None, info="")
+        root = synthetic.generate(
+            out,
+            per_class=per_class,
+            size=data.parse_size(size),
+            seed=seed,
+            progress=_callback(progress, task),
+        )
+    console.print(f"wrote {root}")
+
+
+@data_app.command("fetch")
+def data_fetch(handle: str = "crowww/a-large-scale-fish-dataset") -> None:
+    """Download the Kaggle fish set with kagglehub (needs credentials and network)."""
+    from fishopt.fetch import fetch_kaggle
+
+    console.print(str(fetch_kaggle(handle)))
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        app()
+    except FishoptError as exc:
+        err.print(f"[red]error:[/red] {config.mask_url(str(exc))}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
