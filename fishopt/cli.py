@@ -95,6 +95,9 @@ def study_cmd(
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
     strict: Annotated[bool, typer.Option(help="refuse unreadable image files")] = False,
     cache_dir: CacheOpt = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="worker processes sharing the study (cores divided)")
+    ] = 1,
 ) -> None:
     """Run (or resume) a sub-study and print its summary."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -144,6 +147,27 @@ def study_cmd(
             f"study {st_name!r} already has {study.finished_count(st)} finished trials "
             f"(budget {total}); pass --n-trials to extend it"
         )
+    elif jobs > 1:
+        from fishopt import worker
+
+        opts = worker.WorkerOptions(
+            study=name,
+            data=data_arg,
+            n_trials=n_trials,
+            timeout=timeout,
+            epochs=epochs,
+            seed=seed,
+            name=st_name,
+            image_size=image_size,
+            device=dev,
+            threads=threads,
+            strict=strict,
+            cache_dir=settings.cache_dir,
+        )
+        code = worker.run_jobs(opts, jobs, settings.storage, _log)
+        if code:
+            _print_summary(spec, st)
+            raise typer.Exit(code)
     else:
         _run_with_progress(loaded.ctx, st, total, timeout or spec.timeout)
     _print_summary(spec, st)
@@ -327,13 +351,129 @@ def data_fetch(handle: str = "crowww/a-large-scale-fish-dataset") -> None:
     console.print(str(fetch_kaggle(handle)))
 
 
+# ------------------------------------------------------------------ many workers (issue 4)
+
+HeartbeatOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--heartbeat-interval",
+        min=1,
+        help=f"seconds between heartbeats [env {config.ENV_HEARTBEAT_INTERVAL}; "
+        f"default {config.DEFAULT_HEARTBEAT_INTERVAL}]",
+        show_default=False,
+    ),
+]
+GraceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--grace-period",
+        min=1,
+        help=f"seconds without a heartbeat before a trial is failed and retried "
+        f"[env {config.ENV_GRACE_PERIOD}; default {config.DEFAULT_GRACE_PERIOD}]",
+        show_default=False,
+    ),
+]
+
+
+def _log(message: str) -> None:
+    """One plain line on stderr, passwords masked (workers' logs end up in files and CI)."""
+    print(config.redact(message, config.secrets()), file=sys.stderr, flush=True)
+
+
+@app.command("worker")
+def worker_cmd(
+    name: Annotated[
+        str, typer.Argument(help="study spec (name or .toml), or a study already in storage")
+    ],
+    data_arg: DataOpt = None,
+    storage: StorageOpt = None,
+    n_trials: Annotated[
+        int | None, typer.Option(min=1, help="global trial budget (recorded in the study)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="seconds for this worker")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    study_name: Annotated[
+        str | None, typer.Option("--name", help="name in storage [default: the spec's name]")
+    ] = None,
+    image_size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 59x45")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
+    strict: Annotated[bool, typer.Option(help="refuse unreadable image files")] = False,
+    cache_dir: CacheOpt = None,
+    heartbeat_interval: HeartbeatOpt = None,
+    grace_period: GraceOpt = None,
+    max_retry: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help=f"re-runs of a dead worker's trial [env {config.ENV_MAX_RETRY}; "
+            f"default {config.DEFAULT_MAX_RETRY}]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run trials of a study until its budget is spent; start as many as you like, anywhere."""
+    from fishopt import worker
+
+    opts = worker.WorkerOptions(
+        study=name,
+        data=data_arg,
+        storage=storage,
+        n_trials=n_trials,
+        timeout=timeout,
+        epochs=epochs,
+        seed=seed,
+        name=study_name,
+        image_size=image_size,
+        device=device,
+        threads=threads,
+        strict=strict,
+        cache_dir=cache_dir,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        max_retry=max_retry,
+    )
+    ident = worker.worker_id()
+    outcome = worker.run_worker(opts, lambda m: _log(f"[{ident}] {m}"))
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    name: Annotated[str | None, typer.Argument(help="a study; default: every study")] = None,
+    storage: StorageOpt = None,
+    fix: Annotated[bool, typer.Option(help="mark stale RUNNING trials FAIL (and retry)")] = False,
+    heartbeat_interval: HeartbeatOpt = None,
+    grace_period: GraceOpt = None,
+) -> None:
+    """Check a storage for stale RUNNING trials, duplicate trial numbers and heartbeat settings."""
+    from fishopt import doctor
+
+    url = config.resolve_storage(storage)
+    hb = config.resolve_heartbeat(heartbeat_interval, grace_period)
+    report = doctor.examine(url, hb, name, fix=fix)
+    for line in report.lines:
+        console.print(config.redact(line, config.secrets(url)), soft_wrap=True, markup=False)
+    if report.problems:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from fishopt import redact
+
+    redact.install()
     try:
         app()
     except FishoptError as exc:
-        err.print(f"[red]error:[/red] {config.mask_url(str(exc))}", soft_wrap=True)
+        message = config.redact(str(exc), config.secrets())
+        err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=False)
         sys.exit(exc.exit_code)
+    except Exception:  # a bug: keep the traceback, but never with a password in it
+        redact.print_exception()
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,103 @@ _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^
 def mask_url(text: str) -> str:
     """Replace any password in URLs inside ``text`` with ***; used on every message we show."""
     return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+
+
+# ------------------------------------------------------------------ heartbeats (many workers)
+
+ENV_HEARTBEAT_INTERVAL = "FISHOPT_HEARTBEAT_INTERVAL"
+ENV_GRACE_PERIOD = "FISHOPT_GRACE_PERIOD"
+ENV_MAX_RETRY = "FISHOPT_MAX_RETRY"
+DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+DEFAULT_GRACE_PERIOD = 30  # a RUNNING trial silent this long belongs to a dead worker
+DEFAULT_MAX_RETRY = 2  # how often a dead worker's trial is re-run before it stays FAIL
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How workers prove they are alive, and how soon a silent one's trial is retried."""
+
+    interval: int
+    grace_period: int
+    max_retry: int
+
+    def describe(self) -> str:
+        return (
+            f"heartbeat every {self.interval}s, stale after {self.grace_period}s, "
+            f"up to {self.max_retry} retries"
+        )
+
+
+def _env_int(env: dict[str, str] | os._Environ, name: str) -> int | None:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _config_error(f"{name}={text!r}: expected a whole number of seconds") from None
+
+
+def _config_error(message: str) -> Exception:
+    from fishopt.errors import FishoptError
+
+    return FishoptError(message)
+
+
+def resolve_heartbeat(
+    interval: int | None = None,
+    grace_period: int | None = None,
+    max_retry: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Heartbeat:
+    """Flag, then environment, then default; the grace period must outlast a heartbeat."""
+    env = os.environ if env is None else env
+    if max_retry is None:
+        max_retry = _env_int(env, ENV_MAX_RETRY)
+    hb = Heartbeat(
+        interval=interval or _env_int(env, ENV_HEARTBEAT_INTERVAL) or DEFAULT_HEARTBEAT_INTERVAL,
+        grace_period=grace_period or _env_int(env, ENV_GRACE_PERIOD) or DEFAULT_GRACE_PERIOD,
+        max_retry=DEFAULT_MAX_RETRY if max_retry is None else max_retry,
+    )
+    if hb.interval < 1 or hb.max_retry < 0:
+        raise _config_error(
+            f"heartbeat interval must be >= 1 s and max retry >= 0 (got {hb.interval}, "
+            f"{hb.max_retry}; {ENV_HEARTBEAT_INTERVAL}, {ENV_MAX_RETRY})"
+        )
+    if hb.grace_period <= hb.interval:
+        # A grace period no longer than one beat would fail healthy trials between two beats.
+        raise _config_error(
+            f"grace period {hb.grace_period}s must be longer than the heartbeat interval "
+            f"{hb.interval}s ({ENV_GRACE_PERIOD}, {ENV_HEARTBEAT_INTERVAL})"
+        )
+    return hb
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+_URL_PASSWORD = re.compile(r"[a-zA-Z0-9+.-]+:?//?[^:/@\s]*:(?P<pw>[^@\s]+)@")
+
+
+def secrets(url: str | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Passwords that must never be shown: the storage URL's (even in a malformed URL) and
+    PGPASSWORD, which libpq reads when the URL has none."""
+    from urllib.parse import unquote
+
+    env = os.environ if env is None else env
+    found: list[str] = []
+    for text in (url, env.get(ENV_STORAGE)):
+        if text:
+            for m in _URL_PASSWORD.finditer(text):
+                found += [m["pw"], unquote(m["pw"])]
+    if env.get("PGPASSWORD"):
+        found.append(env["PGPASSWORD"])
+    # Longest first, so a password containing a shorter one is replaced whole.
+    return tuple(sorted({s for s in found if len(s) >= 3}, key=len, reverse=True))
+
+
+def redact(text: str, known: tuple[str, ...] = ()) -> str:
+    """``mask_url`` plus every known secret replaced by ***, wherever it appears."""
+    text = mask_url(text)
+    for secret in known:
+        text = text.replace(secret, "***")
+    return text

@@ -1,51 +1,187 @@
 """Opening the Optuna storage: the one place that turns a URL into a storage object.
 
-SQLite gets a long busy timeout so a few local workers can share a file; PostgreSQL gets
-liveness checks and a pool sized for many workers. Every error that might quote the URL is
-re-raised with the password masked.
+SQLite gets a long busy timeout and write-ahead logging so a few local workers (and a dashboard)
+can share a file; PostgreSQL gets liveness checks and a small per-process pool, so many workers
+fit under the server's connection limit. Every error that might quote the URL is re-raised with
+the password masked. Heartbeats are always on for fishopt's own runs: a worker that dies has its
+trial failed after the grace period and re-run by another worker.
 """
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
+from pathlib import Path
+
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+from fishopt import config
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
 
-HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 30  # a RUNNING trial silent for this long is failed and retried
-MAX_RETRY = 2
+HEARTBEAT_INTERVAL = config.DEFAULT_HEARTBEAT_INTERVAL
+GRACE_PERIOD = config.DEFAULT_GRACE_PERIOD
+MAX_RETRY = config.DEFAULT_MAX_RETRY
+SQLITE_BUSY_TIMEOUT = 120  # seconds a writer waits for another process's lock
+SQLITE_MAX_WORKERS = 4  # beyond this many processes, SQLite's single writer lock dominates
+# Filesystems where SQLite's locking is unreliable (and WAL is unsupported).
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.glusterfs",
+        "fuse.cephfs",
+    }
+)
+# Errors from several processes creating the same tables at once; worth another try.
+_TRANSIENT = ("already exists", "duplicate key", "database is locked", "deadlock", "serialize")
+
+
+def backend(url: str) -> str:
+    """'sqlite', 'postgresql', 'mysql', ... from a SQLAlchemy URL."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL; None for other backends and in-memory DBs."""
+    if backend(url) != "sqlite":
+        return None
+    path = url.split("://", 1)[-1].removeprefix("/").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
 
 
 def engine_kwargs(url: str) -> dict:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 120}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800}
-
-
-def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
-    """An RDB storage with heartbeats, so a killed worker's trial is failed and retried."""
-    kwargs: dict = {}
-    if heartbeat:
-        kwargs = {
-            "heartbeat_interval": HEARTBEAT_INTERVAL,
-            "grace_period": GRACE_PERIOD,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY, inherit_intermediate_values=False
-            ),
+    if backend(url) == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    if backend(url) == "postgresql":
+        # Each worker needs about two connections (trial + heartbeat thread); a small pool per
+        # process keeps N workers under max_connections (100 by default) with room to spare.
+        return {
+            "pool_pre_ping": True,  # a connection dropped by the server is replaced, not used
+            "pool_size": 2,
+            "max_overflow": 4,
+            "pool_timeout": 60,
+            "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
         }
+    return {"pool_pre_ping": True, "pool_recycle": 1800}
+
+
+def _prepare_sqlite(url: str) -> None:
+    """Write-ahead logging: readers (the dashboard) never block the workers' writes."""
+    path = sqlite_path(url)
+    if path is None or network_filesystem(path) is not None:
+        return  # WAL needs shared memory, which network filesystems do not provide
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
-    except ImportError as exc:
-        raise FishoptError(
-            f"storage {mask_url(url)}: driver missing ({exc.name}); for "
-            "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
-        ) from None
-    except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FishoptError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass  # a read-only or odd file: Optuna's own error below says what is wrong
+
+
+def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
+    return {
+        "heartbeat_interval": hb.interval,
+        "grace_period": hb.grace_period,
+        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+            max_retry=hb.max_retry, inherit_intermediate_values=False
+        ),
+    }
+
+
+def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> RDBStorage:
+    """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
+
+    ``heartbeat=True`` takes the settings from the environment (``config.resolve_heartbeat``).
+    Opening is retried a few times when several workers create the tables at once.
+    """
+    hb = config.resolve_heartbeat() if heartbeat is True else heartbeat
+    kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
+    if backend(url) == "sqlite":
+        _prepare_sqlite(url)
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+        except ImportError as exc:
+            raise FishoptError(
+                f"storage {mask_url(url)}: driver missing ({exc.name}); for "
+                "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
+            ) from None
+        except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
+            text = str(exc).strip()
+            if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
+                time.sleep(0.2 + random.random())
+                continue
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise FishoptError(
+                config.redact(f"cannot open storage {mask_url(url)}: {first}", config.secrets(url))
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def study_names(storage: RDBStorage) -> list[optuna.study.StudySummary]:
     return optuna.study.get_all_study_summaries(storage, include_best_trial=True)
+
+
+# ------------------------------------------------------------------- SQLite with several workers
+
+
+def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The filesystem type holding ``path`` if it is a network one (from /proc/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None  # not Linux: no cheap way to tell
+    target = path.expanduser().absolute()
+    best, best_type = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target.as_posix() + "/").startswith(point.rstrip("/") + "/") and len(point) > len(best):
+            best, best_type = point, parts[2]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
+def sqlite_warnings(url: str, workers: int, mounts: str | None = None) -> list[str]:
+    """Why this SQLite URL is a poor fit for ``workers`` processes; empty when it is fine."""
+    if backend(url) != "sqlite":
+        return []
+    out = []
+    path = sqlite_path(url)
+    fs = network_filesystem(path, mounts) if path is not None else None
+    if fs is not None:
+        out.append(
+            f"{path} is on a network filesystem ({fs}); SQLite's file locks are unreliable "
+            "there and trials can be lost or corrupted. Use PostgreSQL: --storage "
+            "postgresql+psycopg://USER@HOST/DB"
+        )
+    if workers > SQLITE_MAX_WORKERS:
+        out.append(
+            f"{workers} workers on SQLite: every write waits for one file lock, so more than "
+            f"{SQLITE_MAX_WORKERS} workers mostly wait. Use PostgreSQL for many workers: "
+            "--storage postgresql+psycopg://USER@HOST/DB (see README, 'Many workers')"
+        )
+    return out

@@ -98,10 +98,13 @@ def origin_number(trial: optuna.Trial | FrozenTrial) -> int:
 # ----------------------------------------------------------------------------- sampler, pruner
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.BaseSampler:
     opts = {k: v for k, v in spec.sampler.items() if k != "name"}
     name = spec.sampler["name"]
-    seed = spec.seed
+    # Workers sharing a study must not draw the same sequence (each trial stays exact: its
+    # training seed comes from its number). TPE's constant liar (on by default) already spreads
+    # parallel workers apart.
+    seed = None if distributed and name != "grid" else spec.seed
     if name == "grid":
         return optuna.samplers.GridSampler(space.grid(spec), seed=seed)
     if name == "random":
