@@ -70,7 +70,20 @@ def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Runni
     return out
 
 
-def examine(url: str, hb: config.Heartbeat, name: str | None = None, *, fix: bool = False) -> Report:
+def trial_numbers(storage: RDBStorage, study_id: int) -> list[int]:
+    """Every row's number, straight from the table: Optuna's API would hide a duplicate."""
+    with storage.engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.select(models.TrialModel.number).where(
+                models.TrialModel.study_id == study_id
+            )
+        ).all()
+    return [int(n) for (n,) in rows if n is not None]
+
+
+def examine(
+    url: str, hb: config.Heartbeat, name: str | None = None, *, fix: bool = False
+) -> Report:
     report = Report()
     storage = open_storage(url, heartbeat=hb)
     report.say(f"storage {config.mask_url(url)} ({backend(url)})")
@@ -108,11 +121,11 @@ def _examine_study(
         f"study {st.study_name!r}: {len(trials)} trials ({states})"
         + (f"; budget {budget}" if budget is not None else "")
     )
-    numbers = Counter(t.number for t in trials)
-    duplicates = sorted(n for n, c in numbers.items() if c > 1)
+    numbers = trial_numbers(storage, st._study_id)
+    duplicates = sorted(n for n, c in Counter(numbers).items() if c > 1)
     if duplicates:
         report.problem(f"duplicate trial numbers {duplicates}")
-    missing = sorted(set(range(len(trials))) - set(numbers))
+    missing = sorted(set(range(len(numbers))) - set(numbers))
     if missing:
         report.problem(f"trial numbers not contiguous; missing {missing[:10]}")
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)

@@ -1,0 +1,283 @@
+"""Workers on SQLite with real processes and real signals; heartbeat settings; the doctor.
+
+PostgreSQL runs of the same scenarios are in test_postgres.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+import typer
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+from worker_support import (
+    check_study,
+    env_for,
+    kill_all,
+    retried_from,
+    spec_file,
+    start,
+    training,
+    trials,
+    wait_exit,
+    wait_for,
+    warm_cache,
+    worker_args,
+)
+
+from fishopt import claim, config, worker
+from fishopt.cli import app
+from fishopt.errors import FishoptError
+from fishopt.storage import open_storage, sqlite_warnings
+
+EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
+
+
+@pytest.fixture(scope="module")
+def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("worker-cache")
+    warm_cache(tiny_fish, cache)
+    return cache
+
+
+# ------------------------------------------------------------------------------ real processes
+
+
+@pytest.mark.slow
+def test_study_jobs_3_on_sqlite_share_one_study_exactly(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    spec = spec_file(tmp_path, epochs=2, n_trials=6)
+    w = start(
+        [
+            "study",
+            str(spec),
+            "--data",
+            str(tiny_fish),
+            "--cache-dir",
+            str(fish_cache),
+            "--storage",
+            url,
+            "--jobs",
+            "3",
+        ],
+        tmp_path / "study.log",
+        env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD="3"),
+    )
+    assert wait_exit([w]) == [0], w.output()
+    out = w.output()
+    assert "starting 3 workers" in out
+    assert "Traceback" not in out and "locked" not in out, out
+    ts = trials(url, "tiny")
+    check_study(ts, budget=6)
+    # Three processes really shared the work, each with its own seedless sampler.
+    assert len({t.user_attrs["worker"] for t in ts}) == 3
+    # Every trial's seed is derived from the study seed and its number, so it can be re-run.
+    from fishopt.study import derive_seed
+
+    assert all(t.user_attrs["seed"] == derive_seed(3, t.number) for t in ts)
+
+
+@pytest.mark.slow
+def test_sigterm_once_finishes_the_trial_twice_stops_it_now(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """Two workers on two studies at once (one process start-up for both scenarios)."""
+    once, twice = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("once", "twice"))
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=3)
+    w1 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w1.log", env_for(once))
+    w2 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w2.log", env_for(twice))
+    running1 = wait_for("a trial in training", lambda: training(w1, once, "tiny"))
+    w1.proc.send_signal(signal.SIGTERM)
+    running2 = wait_for("a trial in training", lambda: training(w2, twice, "tiny"))
+    w2.proc.send_signal(signal.SIGTERM)
+    # Two signals sent back to back can merge into one; send the second once the first landed.
+    wait_for("the first SIGTERM", lambda: "finishing the current trial" in w2.output())
+    w2.proc.send_signal(signal.SIGTERM)
+    assert wait_exit([w1, w2]) == [0, 128 + signal.SIGTERM], (w1.output(), w2.output())
+
+    # Once: the running trial ran to its end and was stored; no new trial was started.
+    ts = trials(once, "tiny")
+    assert [t.state for t in ts] == [TrialState.COMPLETE] * len(ts), w1.output()
+    last = max(ts, key=lambda t: t.number)
+    assert last.number == running1.number
+    assert last.user_attrs["epochs_run"] == EPOCHS
+    assert "finishing the current trial" in w1.output()
+
+    # Twice: stopped at once, FAIL (interrupted), its parameters queued for the next worker.
+    ts2 = {t.number: t for t in trials(twice, "tiny")}
+    stopped = ts2[running2.number]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"]
+    assert stopped.user_attrs["epochs_run"] < EPOCHS
+    queued = [t for t in ts2.values() if t.state == TrialState.WAITING]
+    assert len(queued) == 1
+    assert queued[0].system_attrs["fixed_params"] == stopped.params  # enqueue_trial's record
+    assert TrialState.RUNNING not in {t.state for t in ts2.values()}
+    # Whoever runs it next uses the interrupted trial's seed (study.origin_number).
+    assert queued[0].user_attrs["retry_of"] == stopped.number
+
+
+@pytest.mark.slow
+def test_sigkill_all_workers_then_one_retries_stale_trials_first(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=3)
+    env = env_for(url)
+    ws = [
+        start(worker_args(spec, tiny_fish, fish_cache), tmp_path / f"w{i}.log", env)
+        for i in range(2)
+    ]
+    victims = [
+        wait_for(f"worker {w.pid} training", lambda w=w: training(w, url, "tiny")) for w in ws
+    ]
+    kill_all(ws)
+    restarted = time.time()
+    survivor = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w3.log", env)
+    assert wait_exit([survivor]) == [0], survivor.output()
+
+    ts = trials(url, "tiny")
+    check_study(ts, budget=3, failed=2)
+    by_number = {t.number: t for t in ts}
+    retries = [t for t in ts if retried_from(t) is not None]
+    assert sorted(retried_from(t) for t in retries) == sorted(v.number for v in victims)
+    for r in retries:
+        original = by_number[retried_from(r)]
+        assert original.state == TrialState.FAIL
+        assert r.state == TrialState.COMPLETE and r.params == original.params
+        assert r.user_attrs["seed"] == original.user_attrs["seed"]
+    # Retries ran before any trial the restarted worker created itself.
+    fresh = [t for t in ts if t.datetime_start.timestamp() >= restarted and t not in retries]
+    assert fresh, "the restarted worker should also have run new trials"
+    assert max(r.datetime_start for r in retries) <= min(t.datetime_start for t in fresh)
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+def test_heartbeat_settings_flag_env_default_and_refusals() -> None:
+    assert config.resolve_heartbeat(env={}) == config.Heartbeat(10, 30, 2)
+    env = {config.ENV_HEARTBEAT_INTERVAL: "2", config.ENV_GRACE_PERIOD: "7"}
+    assert config.resolve_heartbeat(env=env) == config.Heartbeat(2, 7, 2)
+    assert config.resolve_heartbeat(1, 3, 0, env=env) == config.Heartbeat(1, 3, 0)
+    with pytest.raises(FishoptError, match="FISHOPT_GRACE_PERIOD"):
+        config.resolve_heartbeat(env={config.ENV_GRACE_PERIOD: "soon"})
+    with pytest.raises(FishoptError, match="longer than the heartbeat interval"):
+        config.resolve_heartbeat(5, 5, env={})
+
+
+def test_open_storage_uses_the_heartbeat_settings(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=config.Heartbeat(1, 4, 1))
+    assert storage.get_heartbeat_interval() == 1 and storage.grace_period == 4
+    assert storage.get_heartbeat_stale_trial_callback() is not None
+    # WAL: the dashboard's reads never block the workers' writes.
+    with storage.engine.connect() as conn:
+        mode = conn.execute(sqlalchemy.text("PRAGMA journal_mode")).scalar()
+    assert mode == "wal"
+
+
+def test_sqlite_warnings_name_postgresql(tmp_path: Path) -> None:
+    mounts = f"server:/export {tmp_path} nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    (network,) = sqlite_warnings(url, 1, mounts=mounts)
+    assert "network filesystem (nfs4)" in network and "PostgreSQL" in network
+    local = "/dev/sda1 / ext4 rw 0 0\n"
+    assert sqlite_warnings(url, 4, mounts=local) == []
+    (many,) = sqlite_warnings(url, 8, mounts=local)
+    assert "8 workers" in many and "postgresql+psycopg://" in many
+    assert sqlite_warnings("postgresql+psycopg://u@h/db", 50) == []
+
+
+def test_budget_is_recorded_in_the_study_for_later_workers(tmp_path: Path) -> None:
+    st = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'b.db'}"))
+    assert claim.stored_budget(st) is None
+    claim.set_budget(st, 12)
+    again = optuna.load_study(study_name=st.study_name, storage=f"sqlite:///{tmp_path / 'b.db'}")
+    assert claim.stored_budget(again) == 12
+
+
+def test_claim_lock_is_exclusive_across_open_files(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    storage = open_storage(url, heartbeat=False)
+    a, b = claim.open_lock(storage, url, "s"), claim.open_lock(storage, url, "s")
+    a.acquire()
+    import fcntl
+
+    fd = __import__("os").open(tmp_path / "l.db.fishopt-lock", __import__("os").O_RDWR)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    a.release()
+    b.acquire()  # free again
+    b.release()
+
+
+def test_child_argv_round_trips_through_the_worker_command(tmp_path: Path) -> None:
+    opts = worker.WorkerOptions(
+        study="optimizers",
+        data="synthetic:12:118x89",
+        n_trials=5,
+        epochs=1,
+        name="opt-x",
+        threads=1,
+        cache_dir=tmp_path,
+        heartbeat_interval=1,
+        grace_period=3,
+    )
+    argv = worker.child_argv(opts)
+    assert "--storage" not in argv  # the URL travels by environment, not via `ps`
+    command = typer.main.get_command(app).commands[argv[0]]  # type: ignore[attr-defined]
+    known = {o for p in command.params for o in p.opts}
+    assert {a for a in argv if a.startswith("--")} <= known
+
+
+def _stale_study(tmp_path: Path) -> tuple[str, optuna.Study, int]:
+    url = f"sqlite:///{tmp_path / 'doc.db'}"
+    storage = open_storage(url, heartbeat=config.Heartbeat(1, 3, 2))
+    st = optuna.create_study(study_name="doc", storage=storage)
+    st.enqueue_trial({"x": 0.5})
+    with pytest.warns(UserWarning):
+        trial = st.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("worker", "gone-host:123")
+    storage.record_heartbeat(trial._trial_id)
+    with storage.engine.begin() as conn:  # as if its worker died a minute ago
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = datetime('now', '-60 seconds')"
+            )
+        )
+    return url, st, trial.number
+
+
+def test_doctor_reports_and_fixes_stale_trials(tmp_path: Path) -> None:
+    url, st, number = _stale_study(tmp_path)
+    runner = CliRunner()
+    args = ["doctor", "doc", "--storage", url, "--heartbeat-interval", "1", "--grace-period", "3"]
+    report = runner.invoke(app, args)
+    assert report.exit_code == 1, report.output
+    assert f"trial {number} on gone-host:123 is stale" in report.output
+    assert "heartbeat every 1s, stale after 3s" in report.output
+    fixed = runner.invoke(app, [*args, "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "fixed: trial 0 marked FAIL" in fixed.output
+    states = {t.number: t.state for t in st.get_trials(deepcopy=False)}
+    assert states == {0: TrialState.FAIL, 1: TrialState.WAITING}
+    assert st.get_trials(deepcopy=False)[1].params == {"x": 0.5}
+    assert runner.invoke(app, args).exit_code == 0  # healthy now
+
+
+def test_doctor_finds_duplicate_trial_numbers(tmp_path: Path) -> None:
+    url, st, _ = _stale_study(tmp_path)
+    st.add_trial(optuna.create_trial(value=1.0))
+    storage = open_storage(url, heartbeat=False)
+    with storage.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trials SET number = 0"))
+    result = CliRunner().invoke(app, ["doctor", "--storage", url])
+    assert result.exit_code == 1
+    assert "duplicate trial numbers [0]" in result.output
