@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt import claim, config, data, runner, study
 from fishopt import spec as specs
 from fishopt.errors import FishoptError
-from fishopt.storage import open_storage, sqlite_warnings
+from fishopt.storage import backend, open_storage, sqlite_path, sqlite_warnings
 
 Log = Callable[[str], None]
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget
@@ -360,6 +360,11 @@ def run_jobs(opts: WorkerOptions, jobs: int, storage_url: str, log: Log) -> int:
     session, so a terminal Ctrl-C reaches only this parent, which forwards every signal exactly
     once: Ctrl-C once lets the running trials finish, twice stops them.
     """
+    if backend(storage_url) == "sqlite" and sqlite_path(storage_url) is None:
+        raise FishoptError(
+            f"--jobs {jobs}: an in-memory SQLite database cannot be shared between processes; "
+            "use a file (sqlite:///fishopt.db) or PostgreSQL"
+        )
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     argv = child_argv(WorkerOptions(**{**opts.__dict__, "threads": threads}))
     # The URL (maybe with a password) goes by environment, never on a command line `ps` shows.

@@ -180,7 +180,8 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
     name = f"pgkill-{uuid.uuid4().hex[:8]}"
-    spec = spec_file(tmp_path, epochs=30, n_trials=6)
+    epochs = 12
+    spec = spec_file(tmp_path, epochs=epochs, n_trials=6)
     workers = [
         start(
             worker_args(spec, tiny_fish, fish_cache, "--name", name),
@@ -191,10 +192,16 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
     ]
     victim = workers[0]
     try:
-        killed = wait_for("the victim in training", lambda: training(victim, pg_url, name))
+        wait_for(
+            "the victim in training",
+            lambda: training(victim, pg_url, name, max_step=epochs - 3),
+        )
         victim.proc.send_signal(signal.SIGKILL)
         killed_at = datetime.now()
         victim.proc.wait()
+        # Its trial at the moment it died (RUNNING until the grace period has passed).
+        killed = training(victim, pg_url, name, max_step=epochs, alive=False)
+        assert killed is not None
         codes = wait_exit(workers[1:])
         assert codes == [0, 0, 0], [w.output() for w in workers[1:]]
     finally:
