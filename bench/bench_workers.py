@@ -1,6 +1,7 @@
 """Trials per hour: 1 worker x 2 torch threads vs 2 workers x 1 thread, and SIGKILL recovery.
 
     PYTHONPATH=. python -m bench.bench_workers [--trials 8] [--epochs 4] [--per-class 150]
+                                               [--repeats 2] [--grace 3]
 
 Both runs train the same study spec (fixed 2655-256-128-9 MLP, Adam, random lr) on the same
 synthetic data, each into its own SQLite file, with real ``fishopt worker`` processes. Figures:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,7 +139,9 @@ def kill_latency(spec: Path, data_arg: str, cache: Path, folder: Path, grace: in
     victim = procs[0]
     killed = None
     while killed is None:
-        for t in _trials(storage):
+        if victim.poll() is not None:
+            raise SystemExit(f"the victim finished before it could be killed; see {folder}")
+        for t in _trials(storage, "kill"):
             if (
                 t.state == TrialState.RUNNING
                 and t.intermediate_values
@@ -151,7 +155,7 @@ def kill_latency(spec: Path, data_arg: str, cache: Path, folder: Path, grace: in
     procs[1].wait()
     retry = next(
         t
-        for t in _trials(storage)
+        for t in _trials(storage, "kill")
         if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number
     )
     return (retry.datetime_start - killed_at).total_seconds()
@@ -163,6 +167,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--per-class", type=int, default=150)
     ap.add_argument("--grace", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(tempfile.mkdtemp(prefix="fishopt-bench-workers-"))
@@ -175,18 +180,27 @@ def main() -> None:
         f"{len(ds.y)} images x {ds.X.shape[1]} features, 2655-256-128-9 MLP, "
         f"{args.epochs} epochs, {args.trials} trials, {os.cpu_count()} cores; logs in {folder}"
     )
-    rows = {}
-    for workers, threads in ((1, 2), (2, 1)):
-        wall, steady, n = throughput(workers, threads, spec, data_arg, cache, folder)
-        rows[(workers, threads)] = (wall, steady)
-        print(
-            f"{workers} worker(s) x {threads} thread(s): {n} trials, "
-            f"{wall:7.0f} trials/h wall, {steady:7.0f} trials/h steady"
-        )
-    (w1, s1), (w2, s2) = rows[(1, 2)], rows[(2, 1)]
+    results: dict[tuple[int, int], list[tuple[float, float]]] = {(1, 2): [], (2, 1): []}
+    for r in range(args.repeats):  # alternate, so drifting load on a shared machine hits both
+        for workers, threads in ((1, 2), (2, 1)):
+            run = folder / f"run{r}"
+            run.mkdir(exist_ok=True)
+            wall, steady, n = throughput(workers, threads, spec, data_arg, cache, run)
+            results[(workers, threads)].append((wall, steady))
+            print(
+                f"run {r + 1}: {workers} worker(s) x {threads} thread(s): {n} trials, "
+                f"{wall:7.0f} trials/h wall, {steady:7.0f} trials/h steady",
+                flush=True,
+            )
+    (w1, s1), (w2, s2) = (
+        tuple(statistics.median(x[i] for x in results[key]) for i in (0, 1))
+        for key in ((1, 2), (2, 1))
+    )
+    print(f"median trials/h: 1x2 wall {w1:.0f} steady {s1:.0f}; 2x1 wall {w2:.0f} steady {s2:.0f}")
     print(
         f"ratio (2 workers x 1 thread) / (1 worker x 2 threads): "
-        f"wall {w2 / w1:.2f}, steady {s2 / s1:.2f}"
+        f"wall {w2 / w1:.2f}, steady {s2 / s1:.2f}",
+        flush=True,
     )
     kill_spec = folder / "kill.toml"
     kill_spec.write_text(SPEC.format(epochs=max(args.epochs, 6), trials=4))
