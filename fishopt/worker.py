@@ -31,7 +31,7 @@ from types import FrameType
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import claim, config, data, runner, study
+from fishopt import claim, config, data, runner, space, study
 from fishopt import spec as specs
 from fishopt.errors import FishoptError
 from fishopt.storage import backend, open_storage, sqlite_path, sqlite_warnings
@@ -137,9 +137,10 @@ def work(
         current["trial"] = trial
         trial.set_user_attr("worker", me)
         try:
-            flags.interruptible = True
-            if flags.hard:
+            if flags.hard:  # the second signal came while this trial was being created
+                space.suggest(trial, ctx.spec)  # its parameters, so it can be queued again
                 raise KeyboardInterrupt
+            flags.interruptible = True
             return inner(trial)
         except KeyboardInterrupt:
             flags.interruptible = False
