@@ -70,6 +70,38 @@ def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Runni
     return out
 
 
+def silent_after(hb: config.Heartbeat) -> float:
+    """A healthy worker beats within milliseconds of creating a trial; allow for clock skew."""
+    return max(3.0 * hb.grace_period, 60.0)
+
+
+def fail_silent(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> list[int]:
+    """Fail (and queue again) RUNNING trials that never sent a heartbeat and started long ago.
+
+    Their worker died between creating the trial and its first heartbeat; Optuna's staleness
+    check skips trials without heartbeats, so without this they would hold a budget slot forever.
+    """
+    running = st.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    dead = [
+        r.trial
+        for r in heartbeat_ages(storage, running)
+        if r.age is None and r.started is not None and r.started > silent_after(hb)
+    ]
+    _fail_and_retry(st, storage, dead)
+    return [t.number for t in dead]
+
+
+def _fail_and_retry(st: optuna.Study, storage: RDBStorage, dead: list[FrozenTrial]) -> None:
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for t in dead:
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        if callback is not None:
+            callback(st, storage.get_trial(t._trial_id))
+
+
 def trial_numbers(storage: RDBStorage, study_id: int) -> list[int]:
     """Every row's number, straight from the table: Optuna's API would hide a duplicate."""
     with storage.engine.connect() as conn:
@@ -139,7 +171,7 @@ def _examine_study(
         if r.age is None:
             started = f"started {r.started:.0f}s ago" if r.started is not None else ""
             report.say(f"  trial {r.trial.number} RUNNING on {who}: no heartbeat yet, {started}")
-            if r.started is not None and r.started > hb.grace_period:
+            if r.started is not None and r.started > silent_after(hb):
                 silent.append(r)
                 report.problem(
                     f"trial {r.trial.number} never sent a heartbeat in {r.started:.0f}s "
@@ -169,14 +201,7 @@ def _fix(
 ) -> None:
     before = {t.number for t in st.get_trials(deepcopy=False)}
     claim.fail_stale(st)  # Optuna's own: FAIL + the retry callback
-    callback = storage.get_heartbeat_stale_trial_callback()
-    for r in silent:  # Optuna ignores trials without heartbeats; treat them the same way
-        try:
-            storage.set_trial_state_values(r.trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        if callback is not None:
-            callback(st, storage.get_trial(r.trial._trial_id))
+    _fail_and_retry(st, storage, [r.trial for r in silent])  # the ones Optuna skips
     after = st.get_trials(deepcopy=False)
     for r in [*stale, *silent]:
         now = next(t for t in after if t._trial_id == r.trial._trial_id)

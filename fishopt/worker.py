@@ -29,9 +29,10 @@ from pathlib import Path
 from types import FrameType
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import claim, config, data, runner, space, study
+from fishopt import claim, config, data, doctor, runner, space, study
 from fishopt import spec as specs
 from fishopt.errors import FishoptError
 from fishopt.storage import backend, open_storage, sqlite_path, sqlite_warnings
@@ -120,6 +121,7 @@ def work(
     timeout: float | None = None,
     on_trained: study.TrainedHook | None = None,
     callbacks: Sequence[runner.TrialCallback] = (),
+    storage: RDBStorage | None = None,
 ) -> Outcome:
     """Claim and run trials until the budget is spent, the timeout passes or a signal comes."""
     if resolve_budget(st, ctx.spec) is None and timeout is None:
@@ -169,6 +171,8 @@ def work(
             lock.acquire()
             try:
                 claim.fail_stale(st)
+                if storage is not None:
+                    doctor.fail_silent(st, storage, hb)
                 total = resolve_budget(st, ctx.spec)
                 counts = claim.count(st)
                 if total is not None and counts.finished >= total:
@@ -314,7 +318,16 @@ def run_worker(opts: WorkerOptions, log: Log) -> Outcome:
     )
     flags = Flags()
     with handle_signals(flags, log):
-        outcome = work(loaded.ctx, st, lock, hb=hb, flags=flags, log=log, timeout=opts.timeout)
+        outcome = work(
+            loaded.ctx,
+            st,
+            lock,
+            hb=hb,
+            flags=flags,
+            log=log,
+            timeout=opts.timeout,
+            storage=storage,
+        )
     log(f"done: {outcome.ran} trial(s) run here; stopped: {outcome.reason}")
     return outcome
 

@@ -287,3 +287,27 @@ def test_doctor_finds_duplicate_trial_numbers(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["doctor", "--storage", url])
     assert result.exit_code == 1
     assert "duplicate trial numbers [0]" in result.output
+
+
+def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
+    """A worker killed between creating a trial and its first heartbeat: Optuna never fails
+    such a trial, so the workers' claim step (doctor.fail_silent) does, once it is old."""
+    from fishopt import doctor
+
+    url = f"sqlite:///{tmp_path / 'silent.db'}"
+    hb = config.Heartbeat(1, 3, 2)
+    storage = open_storage(url, heartbeat=hb)
+    st = optuna.create_study(study_name="silent", storage=storage)
+    with pytest.warns(UserWarning):
+        trial = st.ask()
+    trial.suggest_float("x", 0, 1)
+    assert doctor.fail_silent(st, storage, hb) == []  # just created: leave it alone
+    with storage.engine.begin() as conn:  # as if created ten minutes ago
+        conn.execute(
+            sqlalchemy.text("UPDATE trials SET datetime_start = :t"),
+            {"t": "2000-01-01 00:00:00.000000"},
+        )
+    assert doctor.fail_silent(st, storage, hb) == [trial.number]
+    after = st.get_trials(deepcopy=False)
+    assert [t.state for t in after] == [TrialState.FAIL, TrialState.WAITING]
+    assert after[1].params == after[0].params
