@@ -34,7 +34,7 @@ from worker_support import (
     worker_args,
 )
 
-from fishopt import config, redact
+from fishopt import claim, config, redact
 from fishopt.storage import open_storage
 
 
@@ -181,7 +181,8 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
 ) -> None:
     name = f"pgkill-{uuid.uuid4().hex[:8]}"
     epochs = 12
-    spec = spec_file(tmp_path, epochs=epochs, n_trials=6)
+    # A budget the victim cannot miss out on (it may start last); cut down after the kill.
+    spec = spec_file(tmp_path, epochs=epochs, n_trials=50)
     workers = [
         start(
             worker_args(spec, tiny_fish, fish_cache, "--name", name),
@@ -202,6 +203,7 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
         # Its trial at the moment it died (RUNNING until the grace period has passed).
         killed = training(victim, pg_url, name, max_step=epochs, alive=False)
         assert killed is not None
+        budget = _cut_budget(pg_url, name)
         codes = wait_exit(workers[1:])
         assert codes == [0, 0, 0], [w.output() for w in workers[1:]]
     finally:
@@ -209,7 +211,7 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
             if w.proc.poll() is None:
                 w.proc.kill()
     ts = trials(pg_url, name)
-    check_study(ts, budget=6, failed=1)
+    check_study(ts, budget=budget, failed=1)
     dead = next(t for t in ts if t.number == killed.number)
     assert dead.state == TrialState.FAIL
     retries = [t for t in ts if retried_from(t) == killed.number]
@@ -221,6 +223,25 @@ def test_sigkill_one_of_four_workers_retries_its_trial_once(
     delay = (retry.datetime_start - killed_at).total_seconds()
     print(f"\nSIGKILL -> retried trial {retry.number} started after {delay:.1f}s (grace 3s)")
     assert delay >= 3 - 1  # not before the grace period (1 s slack: the DB clock ticks in s)
+
+
+def _cut_budget(url: str, name: str) -> int:
+    """Lower the study's global budget while workers run: what is running now, plus one.
+
+    Done under the workers' own claim lock, so no worker claims a slot in between; they read
+    the budget before every claim."""
+    import optuna
+
+    storage = open_storage(url, heartbeat=False)
+    st = optuna.load_study(study_name=name, storage=storage)
+    lock = claim.open_lock(storage, url, name)
+    lock.acquire()
+    try:
+        budget = claim.count(st).claimed + 1
+        claim.set_budget(st, budget)
+    finally:
+        lock.release()
+    return budget
 
 
 @pytest.mark.slow

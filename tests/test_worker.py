@@ -129,8 +129,8 @@ def test_sigkill_all_workers_then_one_retries_stale_trials_first(
     tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    epochs = 12
-    spec = spec_file(tmp_path, epochs=epochs, n_trials=3)
+    # A budget nobody can finish before both workers are training; cut down at the restart.
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
     env = env_for(url)
     ws = [
         start(worker_args(spec, tiny_fish, fish_cache), tmp_path / f"w{i}.log", env)
@@ -138,18 +138,31 @@ def test_sigkill_all_workers_then_one_retries_stale_trials_first(
     ]
     wait_for(
         "both workers in training",
-        lambda: all(training(w, url, "tiny", max_step=epochs - 3) for w in ws),
+        lambda: all(training(w, url, "tiny", max_step=EPOCHS - 5) for w in ws),
     )
     kill_all(ws)
     # The victims: whatever was RUNNING when they died (no live worker can change that now).
     victims = [t for t in trials(url, "tiny") if t.state == TrialState.RUNNING]
     assert victims
+    finished = sum(t.state == TrialState.COMPLETE for t in trials(url, "tiny"))
+    budget = finished + len(victims) + 1  # the retries, then one new trial
+    # Restart once their heartbeats are stale (before that, nobody can tell they are dead).
+    checker = open_storage(url, heartbeat=config.Heartbeat(1, 3, 2))
+    study_id = checker.get_study_id_from_name("tiny")
+    wait_for(
+        "the victims to go stale",
+        lambda: len(checker._get_stale_trial_ids(study_id)) == len(victims),
+    )
     restarted = time.time()
-    survivor = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w3.log", env)
+    survivor = start(
+        worker_args(spec, tiny_fish, fish_cache, "--n-trials", str(budget)),
+        tmp_path / "w3.log",
+        env,
+    )
     assert wait_exit([survivor]) == [0], survivor.output()
 
     ts = trials(url, "tiny")
-    check_study(ts, budget=3, failed=len(victims))
+    check_study(ts, budget=budget, failed=len(victims))
     by_number = {t.number: t for t in ts}
     retries = [t for t in ts if retried_from(t) is not None]
     assert sorted(retried_from(t) for t in retries) == sorted(v.number for v in victims)
