@@ -16,6 +16,7 @@ import optuna
 import typer
 from optuna.trial import TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -468,8 +469,8 @@ def main() -> None:
     try:
         app()
     except FishoptError as exc:
-        message = config.redact(str(exc), config.secrets())
-        err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=False)
+        message = escape(config.redact(str(exc), config.secrets()))
+        err.print(f"[red]error:[/red] {message}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception:  # a bug: keep the traceback, but never with a password in it
         redact.print_exception()
