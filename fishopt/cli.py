@@ -97,7 +97,7 @@ def study_cmd(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Run (or resume) a sub-study and print its summary."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = config.resolve(storage=storage, data=None, cache_dir=cache_dir)
     spec = specs.load(name).with_overrides(
         epochs=epochs, seed=seed, image_size=data.parse_size(image_size) if image_size else None
