@@ -180,3 +180,43 @@ def test_export_refuses_a_tampered_artifact(exported: dict, tmp_path: Path) -> N
     with pytest.raises(FishoptError, match="file was changed"):
         export.export_best("optimizers", settings, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
+    """Two study handles on one storage and one artifact folder, as two workers would be."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from fishopt.model import MLPSpec, build_mlp
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    folder = tmp_path / "shared-artifacts"
+    optuna.create_study(study_name="w", storage=open_storage(url, heartbeat=False))
+    workers = [
+        optuna.load_study(study_name="w", storage=open_storage(url, heartbeat=False))
+        for _ in range(2)
+    ]
+    hook = artifacts.keep_best(folder)
+    ctx = SimpleNamespace(in_features=6, n_classes=3)
+    cfg = SimpleNamespace(hidden=(4,), dropout=0.0, batch_norm=False)
+    spec = MLPSpec(6, (4,), 3)
+    states = []
+    for i, value in enumerate([0.5, 0.7, 0.6, 0.9]):
+        torch.manual_seed(i)
+        state = build_mlp(spec).state_dict()
+        states.append(state)
+        worker = workers[i % 2]
+        trial = worker.ask()
+        hook(trial, ctx, cfg, SimpleNamespace(state=state, best_valid_f1=value))
+        worker.tell(trial, value)
+    st = workers[0]
+    stored = {t.number for t in st.trials if artifacts.ATTR in t.user_attrs}
+    assert stored == {0, 1, 3}  # trial 2 (0.6) never beat 0.7, so it stored nothing
+    files = [p for p in folder.iterdir()]
+    assert len(files) == 1  # trials 0 and 1 were pruned when a better one arrived
+    best = artifacts.stored_trials(st)[0]
+    assert best.number == 3
+    weights, model_spec, _blob = artifacts.fetch(best, folder)
+    assert model_spec == spec
+    assert all(torch.equal(weights[k], states[3][k]) for k in states[3])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from PIL import Image
 
 from fishopt import serve
@@ -287,15 +287,18 @@ def test_server_survives_bad_input(server: Server) -> None:
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
 
 
-def test_serve_refuses_to_start_with_tampered_weights(exported: dict, tmp_path: Path) -> None:
+def test_serve_refuses_to_start_with_tampered_weights(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     copy = tmp_path / "bundle"
     shutil.copytree(exported["bundle"], copy)
     with (copy / "model.safetensors").open("r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")
-    result = run_cli("serve", str(copy), "--port", str(free_port()), timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    port = free_port()
+    code, _out, err = run_main(monkeypatch, capsys, "serve", str(copy), "--port", str(port))
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0]
 
 
