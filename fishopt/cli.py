@@ -343,8 +343,8 @@ ArtifactsOpt = Annotated[
     Path | None,
     typer.Option(
         "--artifacts-dir",
-        help=f"where studies keep best-trial weights [env {config.ENV_ARTIFACTS}; "
-        "default: beside the SQLite file, else ./fishopt-artifacts]",
+        help=f"where studies keep best-trial weights (env {config.ENV_ARTIFACTS}; "
+        "default: beside the SQLite file, else ./fishopt-artifacts)",
         show_default=False,
     ),
 ]
@@ -353,7 +353,7 @@ ArtifactsOpt = Annotated[
 @app.command("export-best")
 def export_best_cmd(
     name: Annotated[str, typer.Argument(help="study name in the storage")],
-    out: Annotated[Path | None, typer.Option(help="bundle folder [default: ./NAME-bundle]")] = None,
+    out: Annotated[Path | None, typer.Option(help="bundle folder (default: ./NAME-bundle)")] = None,
     retrain: Annotated[
         bool, typer.Option(help="train the best params again on train+valid")
     ] = False,
