@@ -279,6 +279,14 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
+def _split_text(split: object) -> str:
+    if not isinstance(split, dict) or "sizes" not in split:
+        return str(split)
+    sizes = "/".join(map(str, split["sizes"]))
+    fractions = "/".join(f"{f:g}" for f in split.get("fractions", []))
+    return f"train/valid/test {sizes} images (fractions {fractions}, seed {split.get('seed')})"
+
+
 def model_card(meta: dict) -> str:
     src, m, metrics = meta["source"], meta["model"], meta["metrics"]
     pre = meta["preprocessing"]
@@ -309,7 +317,7 @@ def model_card(meta: dict) -> str:
         f"best epoch {src['best_epoch']}",
         "- params: " + ", ".join(f"`{k}={v}`" for k, v in src["params"].items()),
         f"- data: {src['data_source']} (fingerprint `{src['data_fingerprint']}`), split "
-        f"{src['split']}",
+        f"{_split_text(src['split'])}",
         f"- weights: {meta['weights_origin']}; sha256 `{meta['weights']['sha256']}`",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
