@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,13 +90,21 @@ def keep_best(folder: Path) -> TrainedHook:
             return
         model = MLPSpec(ctx.in_features, cfg.hidden, ctx.n_classes, cfg.dropout, cfg.batch_norm)
         blob = weights_bytes(result.state, model)
-        store = open_store(folder)
-        with tempfile.TemporaryDirectory(prefix="fishopt-artifact-") as tmp:
-            path = Path(tmp) / FILENAME
-            path.write_bytes(blob)
-            artifact_id = upload_artifact(
-                artifact_store=store, file_path=str(path), study_or_trial=trial
-            )
+        try:
+            store = open_store(folder)
+            with tempfile.TemporaryDirectory(prefix="fishopt-artifact-") as tmp:
+                path = Path(tmp) / FILENAME
+                path.write_bytes(blob)
+                artifact_id = upload_artifact(
+                    artifact_store=store, file_path=str(path), study_or_trial=trial
+                )
+        except OSError as exc:
+            # A full or read-only disk must not cost the trial its result; export-best will
+            # say the weights are missing and offer --retrain.
+            trial.set_user_attr(f"{ATTR}_error", f"{type(exc).__name__}: {exc}")
+            msg = f"trial {trial.number}: weights not stored in {folder}: {exc}"
+            warnings.warn(msg, stacklevel=2)
+            return
         # Set only after the file is in place: a reader that sees the attribute sees the file.
         trial.set_user_attr(
             ATTR,

@@ -220,3 +220,24 @@ def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
     weights, model_spec, _blob = artifacts.fetch(best, folder)
     assert model_spec == spec
     assert all(torch.equal(weights[k], states[3][k]) for k in states[3])
+
+
+def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fishopt.model import MLPSpec, build_mlp
+
+    (tmp_path / "a-file").write_text("not a folder")
+    hook = artifacts.keep_best(tmp_path / "a-file" / "artifacts")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    st = optuna.create_study(storage=open_storage(url, heartbeat=False))
+    trial = st.ask()
+    state = build_mlp(MLPSpec(6, (4,), 3)).state_dict()
+    ctx = SimpleNamespace(in_features=6, n_classes=3)
+    cfg = SimpleNamespace(hidden=(4,), dropout=0.0, batch_norm=False)
+    with pytest.warns(UserWarning, match="weights not stored"):
+        hook(trial, ctx, cfg, SimpleNamespace(state=state, best_valid_f1=0.5))
+    st.tell(trial, 0.5)
+    [frozen] = st.trials
+    assert artifacts.ATTR not in frozen.user_attrs
+    assert "model_artifact_error" in frozen.user_attrs
