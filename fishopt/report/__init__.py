@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fishopt.errors import FishoptError
 from fishopt.report.doc import Doc
 from fishopt.report.load import load_studies
 from fishopt.report.pages import comparison_page, study_page
@@ -38,14 +39,19 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def build(url: str, names: list[str], out: Path) -> Written:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FishoptError(f"--out {out} is a file; give a folder for the report")
     studies = load_studies(url, names)
     index = comparison_page(studies)
     pages: list[Doc] = [study_page(s) for s in studies]
-    out = Path(out)
-    for doc in (index, *pages):
-        for file, data in doc.figures.items():
-            _write(out / "figures" / file, data)
-        _write(out / f"{doc.slug}.html", doc.to_html().encode())
     summary = "\n".join([index.to_markdown(), *(p.to_markdown() for p in pages)])
-    _write(out / "summary.md", summary.encode())
+    try:
+        for doc in (index, *pages):
+            for file, data in doc.figures.items():
+                _write(out / "figures" / file, data)
+            _write(out / f"{doc.slug}.html", doc.to_html().encode())
+        _write(out / "summary.md", summary.encode())
+    except OSError as exc:
+        raise FishoptError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     return Written(out / "index.html", [out / f"{p.slug}.html" for p in pages], out / "summary.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -39,6 +40,11 @@ class StudyData:
 
 def load_studies(url: str, names: list[str]) -> list[StudyData]:
     """Load the named studies; an unknown name is refused with the names that exist."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) != ":memory:" and not path.exists():
+            # Opening would create an empty database: a report must not leave files behind.
+            raise FishoptError(f"no database at {path} (storage {mask_url(url)})")
     storage = open_storage(url, heartbeat=False)
     existing = optuna.study.get_all_study_names(storage)
     missing = [n for n in names if n not in existing]
