@@ -119,6 +119,8 @@ def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path
         assert browser.wait_for(
             "document.body.innerText.includes('What does the widths test study ask?')"
         )
+        browser.goto(f"{address}/studies/{st_id}/trials")
+        assert browser.wait_for("document.body.innerText.includes('per-epoch curves')")
         host = address.split("/")[2]
         outside = [u for u in browser.requested_urls() if u.split("/")[2:3] != [host]]
         assert [u for u in outside if not u.startswith("data:")] == []

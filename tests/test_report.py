@@ -141,6 +141,7 @@ def test_report_of_a_real_study(tiny_fish: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     st = optuna.load_study(study_name="opt3", storage=url)
     assert "Which of SGD, Adam and RAdam wins here?" in get_note(st)  # written at creation
+    assert all(len(t.intermediate_values) == 2 for t in st.trials)  # valid F1 per epoch
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "opt3", "--storage", url, "--out", str(out)])
     assert result.exit_code == 0, result.output

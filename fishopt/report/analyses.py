@@ -84,6 +84,7 @@ class OptimizerRow:
     gap: float  # train - valid accuracy at the last epoch, mean over repeats
     epochs_to_90: float  # epochs to reach 90% of the trial's own best valid F1, mean
     epoch_seconds: float
+    values: tuple[float, ...] = ()  # each repeat's validation F1
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def analyse_optimizers(complete: Sequence[FrozenTrial], spec: dict) -> Optimizer
                 gap=_mean([_gap(t) for t in ts]),
                 epochs_to_90=_mean([_to_90(t) for t in ts]),
                 epoch_seconds=_mean([t.user_attrs.get("epoch_seconds") for t in ts]),
+                values=tuple(t.value for t in ts),
             )
         )
     rows.sort(key=lambda r: (-r.f1.mean, r.optimizer))

@@ -23,7 +23,8 @@ tr:nth-child(even) td{background:#fafafa}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:0.9rem;color:#444}.verdict{margin:0.2rem 0}
 .sig{color:#0a5d00;font-weight:600}.nosig{color:#7a4b00}
-nav a{margin-right:1rem}code{background:#f3f3f3;padding:0 0.2rem}
+.about td,.best td,.top td{text-align:left}nav a{margin-right:1rem}
+code{background:#f3f3f3;padding:0 0.2rem}
 """
 
 

@@ -128,6 +128,9 @@ def optimizer_f1(a: OptimizerAnalysis) -> bytes:
         ax.errorbar(
             means, ys, xerr=[lo, hi], fmt="o", color="tab:blue", capsize=4, label="mean with 95% CI"
         )
+        rx = [v for r in rows for v in r.values]
+        ry = [y for y, r in zip(ys, rows, strict=True) for _ in r.values]
+        ax.scatter(rx, [y + 0.18 for y in ry], s=14, color="tab:gray", label="each repeat")
         ax.set_yticks(list(ys), [r.optimizer for r in rows])
         ax.set_xlabel("validation macro-F1 (best epoch)")
         ax.set_ylabel("optimizer")
