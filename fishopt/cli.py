@@ -356,6 +356,8 @@ def dashboard_cmd(
         port,
         on_sync_error=lambda msg: err.print(f"[yellow]could not write notes: {msg}[/yellow]"),
     )
+    if dash.studies == 0:
+        err.print(f"[yellow]no studies in {config.mask_url(settings.storage)} yet[/yellow]")
     err.print(
         f"optuna-dashboard for {config.mask_url(settings.storage)} (artifacts "
         f"{settings.artifacts_dir}) at {dash.address} ; Ctrl-C stops it",

@@ -114,9 +114,11 @@ class NoteSync:
             save_plotly_graph_object(st, curves_figure(done), graph_object_id=CURVES_ID)
             self.plotted[st._study_id] = len(done)
 
-    def all(self) -> None:
-        for name in optuna.study.get_all_study_names(self.storage):
+    def all(self) -> int:
+        names = optuna.study.get_all_study_names(self.storage)
+        for name in names:
             self.study(optuna.load_study(study_name=name, storage=self.storage))
+        return len(names)
 
 
 def sync_forever(sync: NoteSync, stop: threading.Event, interval: float) -> None:
@@ -144,6 +146,7 @@ class Dashboard:
     url: str
     server: WSGIServer
     stop: threading.Event
+    studies: int  # found at start; 0 often means a mistyped --storage
 
     @property
     def address(self) -> str:
@@ -172,8 +175,9 @@ def create(
 
     storage = open_storage(url, heartbeat=False)
     sync = NoteSync(storage)
+    studies = 0
     try:
-        sync.all()
+        studies = sync.all()
     except Exception as exc:
         if on_sync_error is None:
             raise
@@ -190,4 +194,4 @@ def create(
     threading.Thread(
         target=sync_forever, args=(sync, stop, sync_interval), daemon=True, name="note-sync"
     ).start()
-    return Dashboard(url, server, stop)
+    return Dashboard(url, server, stop, studies)
