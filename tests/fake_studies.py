@@ -99,12 +99,11 @@ def create(storage_url: str, name: str, ident: dict | None) -> optuna.Study:
     return st
 
 
-def build(storage_url: str) -> None:
-    """Four studies: optimizers, widths, depth, full."""
+def _optimizers(storage_url: str, name: str) -> None:
     names = list(OPTIMIZER_VALUES)
     st = create(
         storage_url,
-        "optimizers",
+        name,
         identity("optimizers", "optimizers", {"hidden": [256, 128]}, {"optimizer": names}, 3),
     )
     dists = {
@@ -115,9 +114,11 @@ def build(storage_url: str) -> None:
         for r, v in enumerate(values):
             add(st, {"optimizer": opt, "repeat": r}, dists, v, [256, 128], r, opt)
 
+
+def _widths(storage_url: str, name: str) -> None:
     st = create(
         storage_url,
-        "widths",
+        name,
         identity(
             "widths",
             "widths",
@@ -145,9 +146,11 @@ def build(storage_url: str) -> None:
                     f"w{units}x{layers}",
                 )
 
+
+def _depth(storage_url: str, name: str) -> None:
     st = create(
         storage_url,
-        "depth",
+        name,
         identity("depth", "depth", {"units": 256}, {"n_layers": [0, 1, 2, 3]}, 2),
     )
     dists = {
@@ -166,9 +169,11 @@ def build(storage_url: str) -> None:
                 f"d{layers}",
             )
 
+
+def _full(storage_url: str, name: str) -> None:
     st = create(
         storage_url,
-        "full",
+        name,
         identity("full", "full", {}, {"lr": {"low": 1e-4, "high": 1e-1, "log": True}}, 1),
     )
     dists = {
@@ -180,3 +185,12 @@ def build(storage_url: str) -> None:
         lr = 10 ** (-4 + 3 * i / 7)
         params = {"lr": lr, "optimizer": ["Adam", "SGD"][i % 2], "n_layers": 1 + i % 3}
         add(st, params, dists, 0.9 - abs(i - 4) * 0.05, [128] * params["n_layers"], 0, f"f{i}")
+
+
+BUILDERS = {"optimizers": _optimizers, "widths": _widths, "depth": _depth, "full": _full}
+
+
+def build(storage_url: str, prefix: str = "", kinds: tuple[str, ...] = tuple(BUILDERS)) -> None:
+    """Studies of the given kinds, named ``prefix + kind``."""
+    for kind in kinds:
+        BUILDERS[kind](storage_url, prefix + kind)

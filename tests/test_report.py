@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import uuid
 from pathlib import Path
 
 import optuna
@@ -152,3 +155,25 @@ def test_report_of_a_real_study(tiny_fish: Path, tmp_path: Path):
     html = (out / "opt3.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
     assert not re.search(r"(src|href)=\"https?://", html)
+
+
+def test_report_from_postgresql(tmp_path: Path):
+    """The same report from a real PostgreSQL storage (CI starts one; FISHOPT_TEST_PG)."""
+    url = os.environ.get("FISHOPT_TEST_PG")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("FISHOPT_TEST_PG is not set (.ci/run starts PostgreSQL)")
+        pytest.skip("no PostgreSQL here (set FISHOPT_TEST_PG)")
+    prefix = f"report-{uuid.uuid4().hex[:8]}-"
+    names = [prefix + "optimizers"]
+    try:
+        build_fake(url, prefix, kinds=("optimizers",))
+        out = tmp_path / "pg-report"
+        result = CliRunner().invoke(app, ["report", *names, "--storage", url, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        summary = (out / "summary.md").read_text()
+        assert "Good beats Bad" in summary and "the data cannot separate Good from Same" in summary
+        assert (out / f"{names[0]}.html").exists()
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=names[0], storage=url)
