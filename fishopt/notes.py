@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial
 
-ATTR = "fishopt"  # the study user attribute study.open_study writes
+# The study user attribute study.open_study writes (study.ATTR); repeated here so notes and
+# reports can read it without importing the training code (torch).
+ATTR = "fishopt"
 
 
 def study_note(name: str, identity: dict) -> str:

@@ -10,9 +10,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
+from fishopt.notes import ATTR
 from fishopt.storage import open_storage
-
-ATTR = "fishopt"  # same key study.open_study writes; read here without importing torch code
 
 
 @dataclass(frozen=True)
