@@ -310,7 +310,10 @@ def study_page(s: StudyData) -> Doc:
     doc = Doc(f"fishopt report: {s.name}", slug(s.name))
     doc.raw_html('<nav><a href="index.html">all studies</a></nav>')
     _header(doc, s)
-    section = KIND_SECTIONS.get(s.kind)
+    kind = s.kind
+    if kind == "custom" and set(s.spec.get("space", {})) == {"optimizer"}:
+        kind = "optimizers"  # a custom spec that only varies the optimizer is that comparison
+    section = KIND_SECTIONS.get(kind)
     if section is not None:
         section(doc, s)
     _general(doc, s)
