@@ -381,6 +381,8 @@ def report_cmd(
     from fishopt import report
 
     written = report.build(config.resolve_storage(storage), studies, out)
+    for line in written.findings:
+        console.print(line, soft_wrap=True)
     console.print(
         f"wrote {written.index} (comparison), {len(written.pages)} study page(s) and "
         f"{written.summary}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from fishopt.errors import FishoptError
 from fishopt.report.doc import Doc
 from fishopt.report.load import load_studies
-from fishopt.report.pages import comparison_page, study_page
+from fishopt.report.pages import comparison_page, finding, study_page
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Written:
     index: Path
     pages: list[Path]
     summary: Path
+    findings: list[str]  # one line per study, as on the comparison page
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -54,4 +55,9 @@ def build(url: str, names: list[str], out: Path) -> Written:
         _write(out / "summary.md", summary.encode())
     except OSError as exc:
         raise FishoptError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return Written(out / "index.html", [out / f"{p.slug}.html" for p in pages], out / "summary.md")
+    return Written(
+        out / "index.html",
+        [out / f"{p.slug}.html" for p in pages],
+        out / "summary.md",
+        [f"{s.name}: {finding(s)}" for s in studies],
+    )

@@ -330,12 +330,15 @@ def finding(s: StudyData) -> str:
     if s.kind == "optimizers":
         a = analyse_optimizers(s.complete, s.spec)
         sig = [c.other for c in a.comparisons if c.significant]
-        same = [c.other for c in a.comparisons if not c.significant]
+        same = [c.other for c in a.comparisons if not c.significant and not math.isnan(c.p_holm)]
+        untested = [c.other for c in a.comparisons if math.isnan(c.p_holm)]
         text = f"best mean F1: {a.best} ({a.rows[0].f1.mean:.3f})"
         if sig:
             text += f"; significantly better than {', '.join(sig)}"
         if same:
-            text += f"; not separable from {', '.join(same)}"
+            text += f"; the data cannot separate it from {', '.join(same)}"
+        if untested:
+            text += f"; too few repeats to test against {', '.join(untested)}"
         return text
     if s.kind in ("widths", "depth"):
         rows = config_rows(s.complete)
