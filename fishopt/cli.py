@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fishopt import config, data, runner, study
+from fishopt import artifacts, config, data, runner, study
 from fishopt import spec as specs
 from fishopt.errors import FishoptError
 from fishopt.storage import open_storage
@@ -101,7 +101,7 @@ def study_cmd(
     ] = 1,
 ) -> None:
     """Run (or resume) a sub-study and print its summary."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = config.resolve(storage=storage, data=None, cache_dir=cache_dir)
     spec = specs.load(name).with_overrides(
         epochs=epochs, seed=seed, image_size=data.parse_size(image_size) if image_size else None
@@ -170,12 +170,22 @@ def study_cmd(
             _print_summary(spec, st)
             raise typer.Exit(code)
     else:
-        _run_with_progress(loaded.ctx, st, total, timeout or spec.timeout)
+        _run_with_progress(
+            loaded.ctx,
+            st,
+            total,
+            timeout or spec.timeout,
+            on_trained=artifacts.keep_best(settings.artifacts_dir),
+        )
     _print_summary(spec, st)
 
 
 def _run_with_progress(
-    ctx: study.Context, st: optuna.Study, total: int | None, timeout: float | None
+    ctx: study.Context,
+    st: optuna.Study,
+    total: int | None,
+    timeout: float | None,
+    on_trained: study.TrainedHook | None = None,
 ) -> None:
     started = time.perf_counter()
     with _progress() as progress:
@@ -196,7 +206,7 @@ def _run_with_progress(
             )
 
         try:
-            runner.run(ctx, st, total, timeout, callbacks=[on_trial])
+            runner.run(ctx, st, total, timeout, callbacks=[on_trial], on_trained=on_trained)
         except KeyboardInterrupt:
             progress.stop()
             err.print(
@@ -350,6 +360,186 @@ def data_fetch(handle: str = "crowww/a-large-scale-fish-dataset") -> None:
     from fishopt.fetch import fetch_kaggle
 
     console.print(str(fetch_kaggle(handle)))
+
+
+# ------------------------------------------------------------------ export, predict, serve
+
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts-dir",
+        help=f"where studies keep best-trial weights (env {config.ENV_ARTIFACTS}; "
+        "default: beside the SQLite file, else ./fishopt-artifacts)",
+        show_default=False,
+    ),
+]
+
+
+@app.command("export-best")
+def export_best_cmd(
+    name: Annotated[str, typer.Argument(help="study name in the storage")],
+    out: Annotated[Path | None, typer.Option(help="bundle folder (default: ./NAME-bundle)")] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="train the best params again on train+valid")
+    ] = False,
+    onnx: Annotated[bool, typer.Option(help="also write model.onnx, checked on test")] = False,
+    storage: StorageOpt = None,
+    artifacts_dir: ArtifactsOpt = None,
+    data_arg: DataOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Write the study's best model as a bundle, from the weights kept while it ran."""
+    from fishopt import export
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = config.resolve(storage=storage, cache_dir=cache_dir, artifacts_dir=artifacts_dir)
+    done = export.export_best(
+        name, settings, out, retrain_model=retrain, onnx=onnx, data_flag=data_arg
+    )
+    meta, test = done.meta, done.meta["metrics"]["test"]
+    console.print(
+        f"wrote {done.path} (trial {meta['source']['trial']}, weights {meta['weights_origin']}, "
+        f"valid F1 {_fmt(meta['metrics']['valid_f1'])}"
+        + (f", test acc {_fmt(test['accuracy'])}, test F1 {_fmt(test['macro_f1'])}" if test else "")
+        + (", model.onnx checked" if meta.get("onnx") else "")
+        + ")"
+    )
+    if retrain:
+        tt = meta["metrics"]["trial_test"]
+        console.print(
+            f"trial as found: test acc {_fmt(tt['accuracy'])}, test F1 {_fmt(tt['macro_f1'])}"
+        )
+
+
+@app.command("predict")
+def predict_cmd(
+    bundle: Annotated[Path, typer.Argument(help="bundle folder from export-best")],
+    paths: Annotated[list[Path], typer.Argument(help="images or folders of images")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1)] = 3,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Predict the species of images with an exported bundle."""
+    import csv
+    import json
+
+    from fishopt import predict
+
+    if fmt not in ("table", "json", "csv"):
+        raise FishoptError(f"--format {fmt}: expected table, json or csv")
+    b = predict.load_bundle(bundle)
+    results = predict.predict_files(b, predict.collect(paths), top_k)
+    if fmt == "json":
+        print(json.dumps([r.to_dict() for r in results], indent=1))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["file", "rank", "class", "probability", "error"])
+        for r in results:
+            if r.error:
+                writer.writerow([r.name, "", "", "", r.error])
+            for rank, (c, p) in enumerate(r.top, 1):
+                writer.writerow([r.name, rank, c, f"{p:.6f}", ""])
+    else:
+        table = Table(title=f"{b.label}: top {top_k}")
+        table.add_column("file")
+        for i in range(1, min(top_k, len(b.classes)) + 1):
+            table.add_column(f"#{i}")
+        for r in results:
+            cells = [f"{c} {p:.2f}" for c, p in r.top] if not r.error else [f"[red]{r.error}[/red]"]
+            table.add_row(r.name, *cells)
+        console.print(table)
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        err.print(f"[red]error:[/red] {failed} of {len(results)} files are not readable images")
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_cmd(
+    bundle: Annotated[Path, typer.Argument(help="bundle folder from export-best")],
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="request body limit")] = 10.0,
+    max_files: Annotated[int, typer.Option(min=1, help="files per request")] = 16,
+    max_megapixels: Annotated[float, typer.Option(min=0.001, help="pixels per image")] = 50.0,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
+) -> None:
+    """Serve a bundle over HTTP: an upload page at /, POST /predict, /model, /health, /docs."""
+    import uvicorn
+
+    from fishopt import predict, serve
+
+    runner.set_threads(threads)
+    loaded = predict.load_bundle(bundle)  # refuse a damaged bundle before binding the port
+    limits = serve.Limits(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_files=max_files,
+        max_pixels=int(max_megapixels * 1e6),
+    )
+    err.print(f"serving {loaded.label} from {bundle} on http://{host}:{port}")
+    uvicorn.run(serve.create_app(loaded, limits), host=host, port=port, log_level="warning")
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind; loopback unless --allow-remote")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8080,
+    allow_remote: Annotated[
+        bool, typer.Option(help="allow a non-loopback --host (no login: anyone can edit)")
+    ] = False,
+    artifacts_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"artifact store [env {config.ENV_ARTIFACTS}; default beside the db]"),
+    ] = None,
+) -> None:
+    """Serve optuna-dashboard on fishopt's storage and artifact store."""
+    from fishopt import dashboard
+
+    settings = config.resolve(storage=storage, artifacts_dir=artifacts_dir)
+    warning = dashboard.check_host(host, allow_remote)
+    if warning:
+        err.print(f"[yellow]{warning}[/yellow]")
+    dash = dashboard.create(
+        settings.storage,
+        settings.artifacts_dir,
+        host,
+        port,
+        on_sync_error=lambda msg: err.print(f"[yellow]could not write notes: {msg}[/yellow]"),
+    )
+    if dash.studies == 0:
+        err.print(f"[yellow]no studies in {config.mask_url(settings.storage)} yet[/yellow]")
+    err.print(
+        f"optuna-dashboard for {config.mask_url(settings.storage)} (artifacts "
+        f"{settings.artifacts_dir}) at {dash.address} ; Ctrl-C stops it",
+        soft_wrap=True,
+    )
+    try:
+        dash.serve_forever()
+    except KeyboardInterrupt:
+        err.print("dashboard stopped")
+
+
+@app.command("report")
+def report_cmd(
+    studies: Annotated[list[str], typer.Argument(help="study names in the storage")],
+    storage: StorageOpt = None,
+    out: Annotated[Path, typer.Option(help="folder for the HTML pages and summary.md")] = Path(
+        "fishopt-report"
+    ),
+) -> None:
+    """Write a self-contained HTML report and a Markdown summary of one or more studies."""
+    from fishopt import report
+
+    written = report.build(config.resolve_storage(storage), studies, out)
+    for line in written.findings:
+        console.print(line, soft_wrap=True)
+    console.print(
+        f"wrote {written.index} (comparison), {len(written.pages)} study page(s) and "
+        f"{written.summary}",
+        soft_wrap=True,
+    )
 
 
 # ------------------------------------------------------------------ many workers (issue 4)

@@ -31,6 +31,7 @@ DEFAULT_IMAGE_SIZE = (59, 45)  # width x height: 590x445 Kaggle photos scaled by
 DEFAULT_SYNTHETIC_PER_CLASS = 300
 DEFAULT_SYNTHETIC_SIZE = (590, 445)
 Progress = Callable[[int, int], None]
+_NOT_SPECIES = frozenset({"Fish_Dataset", "NA_Fish_Dataset"})
 
 
 @dataclass(frozen=True)
@@ -154,17 +155,20 @@ def choose_source(flag: str | None, configured: str | None) -> tuple[SourceSpec,
 def find_kaggle_root(path: Path) -> Path | None:
     """The folder holding <Species>/<Species>/ pairs: the download's top folder, Fish_Dataset/
     or the doubled Fish_Dataset/Fish_Dataset/ that the Kaggle archive unpacks to."""
-    for candidate in (path, path / "Fish_Dataset", path / "Fish_Dataset" / "Fish_Dataset"):
-        if not candidate.is_dir():
-            continue
-        species = [
-            d
-            for d in candidate.iterdir()
-            if d.is_dir() and d.name != "NA_Fish_Dataset" and (d / d.name).is_dir()
-        ]
-        if species:
+    # Deepest first: the wrapper Fish_Dataset/Fish_Dataset would itself look like a species.
+    for candidate in (path / "Fish_Dataset" / "Fish_Dataset", path / "Fish_Dataset", path):
+        if candidate.is_dir() and _kaggle_species(candidate):
             return candidate
     return None
+
+
+def _kaggle_species(root: Path) -> dict[str, Path]:
+    """Species name -> its photo folder, for folders laid out as <Species>/<Species>/."""
+    return {
+        d.name: d / d.name
+        for d in root.iterdir()
+        if d.is_dir() and d.name not in _NOT_SPECIES and (d / d.name).is_dir()
+    }
 
 
 def _is_image(path: Path) -> bool:
@@ -180,11 +184,7 @@ def list_images(spec: SourceSpec) -> _Listing:
     if spec.kind == "kaggle":
         root = find_kaggle_root(spec.path)
         assert root is not None
-        class_dirs = {
-            d.name: d / d.name
-            for d in root.iterdir()
-            if d.is_dir() and d.name != "NA_Fish_Dataset" and (d / d.name).is_dir()
-        }
+        class_dirs = _kaggle_species(root)
         pattern = "*"  # only the photo folder itself, never the "<Species> GT" masks beside it
     else:
         class_dirs = {

@@ -89,9 +89,8 @@ def engine_kwargs(url: str) -> dict:
 def _prepare_sqlite(url: str) -> None:
     """Write-ahead logging: readers (the dashboard) never block the workers' writes."""
     path = sqlite_path(url)
-    if path is None or network_filesystem(path) is not None:
-        return  # WAL needs shared memory, which network filesystems do not provide
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None or not path.parent.is_dir() or network_filesystem(path) is not None:
+        return  # nothing to prepare (Optuna reports a bad path); WAL needs local shared memory
     try:
         with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as conn:
             conn.execute("PRAGMA journal_mode=WAL")

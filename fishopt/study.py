@@ -25,6 +25,7 @@ from fishopt import space
 from fishopt.data import Dataset, Split
 from fishopt.errors import FishoptError
 from fishopt.model import MLPSpec, build_mlp, parameter_count
+from fishopt.notes import save_study_note
 from fishopt.spec import StudySpec
 from fishopt.train import EpochRecord, TrainConfig, TrainResult, evaluate, train
 
@@ -182,6 +183,7 @@ def open_study(ctx: Context, storage: optuna.storages.BaseStorage, name: str) ->
     if stored is None:
         study.set_user_attr(ATTR, identity)
         study.set_metric_names(["valid_macro_f1"])
+        save_study_note(study)  # the dashboard shows what this study asks and ran on
         return study
     if stored.get("data_fingerprint") != identity["data_fingerprint"]:
         raise FishoptError(

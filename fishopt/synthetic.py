@@ -104,7 +104,7 @@ def render(
     # Background: a lit tray with a gradient, like the Kaggle photos, in a random tone.
     # Each species' photos share a typical tray tone (as the Kaggle photos were shot in sessions),
     # with enough spread that the tone alone does not give the species away.
-    base = sp.tray + rng.normal(0, 10)
+    base = sp.tray + rng.normal(0, 8)
     tint = rng.normal(0, 8, 3)
     grad = np.linspace(-1, 1, width)[None, :] * rng.normal(0, 10)
     grad = grad + np.linspace(-1, 1, height)[:, None] * rng.normal(0, 10)
@@ -115,8 +115,8 @@ def render(
     length = width * sp.length * rng.uniform(0.85, 1.05)
     depth = sp.depth * rng.uniform(0.8, 1.2)
     hump = float(np.clip(sp.hump + rng.normal(0, 0.05), 0.2, 0.7))
-    tone = _jitter(sp.tone, rng, 20)
-    belly = _jitter(sp.belly, rng, 22)
+    tone = _jitter(sp.tone, rng, 14)
+    belly = _jitter(sp.belly, rng, 16)
     outline = _body_outline(length, depth, hump)
 
     # Draw the fish on its own layer, then rotate / flip / place it.

@@ -32,7 +32,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import claim, config, data, doctor, runner, space, study
+from fishopt import artifacts, claim, config, data, doctor, runner, space, study
 from fishopt import spec as specs
 from fishopt.errors import FishoptError
 from fishopt.storage import backend, open_storage, sqlite_path, sqlite_warnings
@@ -326,6 +326,7 @@ def run_worker(opts: WorkerOptions, log: Log) -> Outcome:
             flags=flags,
             log=log,
             timeout=opts.timeout,
+            on_trained=artifacts.keep_best(settings.artifacts_dir),
             storage=storage,
         )
     log(f"done: {outcome.ran} trial(s) run here; stopped: {outcome.reason}")

@@ -21,3 +21,70 @@ def tiny_fish(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+# ------------------------------------------------------------- export, predict, serve (issue 3)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
+    """`fishopt ARGS` in a fresh process, importing this checkout."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"}
+    env.pop("FISHOPT_ARTIFACTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "fishopt.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`fishopt study optimizers` on the tiny set, then `fishopt export-best --onnx`, for real."""
+    work = tmp_path_factory.mktemp("exported")
+    storage = f"sqlite:///{work / 'fish.db'}"
+    cache = work / "cache"
+    study = run_cli(
+        "study", "optimizers", "--data", str(tiny_fish), "--storage", storage,
+        "--n-trials", "4", "--epochs", "6", "--cache-dir", str(cache), "--threads", "1",
+    )  # fmt: skip
+    assert study.returncode == 0, study.stderr
+    bundle = work / "bundle"
+    export = run_cli(
+        "export-best", "optimizers", "--storage", storage, "--out", str(bundle), "--onnx",
+        "--cache-dir", str(cache),
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr + export.stdout
+    return {
+        "work": work,
+        "storage": storage,
+        "cache": cache,
+        "artifacts": work / "fish-artifacts",
+        "bundle": bundle,
+        "data": tiny_fish,
+        "stdout": export.stdout,
+    }
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    """`fishopt ARGS` in this process (fast; for error paths): (exit code, stdout, stderr)."""
+    import sys
+
+    from fishopt import cli
+
+    monkeypatch.setattr(sys, "argv", ["fishopt", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -1,0 +1,167 @@
+"""Keeping the winner as it is found: the best trial's weights as an Optuna artifact.
+
+While a study runs, a trial whose validation F1 beats every completed trial so far writes its
+best-epoch weights (safetensors, with the network's spec in the header) to a file-system
+artifact store and records the artifact id and sha256 as a trial user attribute. Exporting the
+best model then needs no retraining. Artifacts of trials that are no longer the best are
+removed, so the store holds about one model per study (more only when workers race).
+
+The store is a plain folder (``Settings.artifacts_dir``); several workers may share it because
+each artifact has its own uuid name and is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from fishopt import space
+from fishopt.errors import FishoptError
+from fishopt.model import MLPSpec
+from fishopt.study import Context, TrainedHook
+from fishopt.train import TrainResult
+
+ATTR = "model_artifact"  # trial user attribute: {"id", "sha256", "bytes", "model"}
+FILENAME = "model.safetensors"
+
+
+class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system store, but a reader never sees a half-written artifact."""
+
+    def __init__(self, base_path: str | Path) -> None:
+        Path(base_path).mkdir(parents=True, exist_ok=True)
+        super().__init__(base_path)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        final = self._get_filepath(artifact_id)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := content_body.read(1 << 20):
+                    f.write(chunk)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def open_store(folder: Path) -> AtomicFileSystemArtifactStore:
+    return AtomicFileSystemArtifactStore(folder)
+
+
+def weights_bytes(state: dict[str, torch.Tensor], model: MLPSpec) -> bytes:
+    """safetensors bytes; the header carries the spec so the file alone rebuilds the network."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return save_safetensors(tensors, metadata={"fishopt_model": json.dumps(model.to_dict())})
+
+
+def _best_completed(study: optuna.Study) -> FrozenTrial | None:
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    return max(done, key=lambda t: t.value) if done else None
+
+
+def keep_best(folder: Path) -> TrainedHook:
+    """The ``on_trained`` hook that stores a trial's weights when it beats the study's best."""
+
+    def hook(
+        trial: optuna.Trial, ctx: Context, cfg: space.TrialConfig, result: TrainResult
+    ) -> None:
+        best = _best_completed(trial.study)
+        if best is not None and result.best_valid_f1 <= float(best.value):  # type: ignore[arg-type]
+            return
+        model = MLPSpec(ctx.in_features, cfg.hidden, ctx.n_classes, cfg.dropout, cfg.batch_norm)
+        blob = weights_bytes(result.state, model)
+        try:
+            store = open_store(folder)
+            with tempfile.TemporaryDirectory(prefix="fishopt-artifact-") as tmp:
+                path = Path(tmp) / FILENAME
+                path.write_bytes(blob)
+                artifact_id = upload_artifact(
+                    artifact_store=store, file_path=str(path), study_or_trial=trial
+                )
+        except OSError as exc:
+            # A full or read-only disk must not cost the trial its result; export-best will
+            # say the weights are missing and offer --retrain.
+            trial.set_user_attr(f"{ATTR}_error", f"{type(exc).__name__}: {exc}")
+            msg = f"trial {trial.number}: weights not stored in {folder}: {exc}"
+            warnings.warn(msg, stacklevel=2)
+            return
+        # Set only after the file is in place: a reader that sees the attribute sees the file.
+        trial.set_user_attr(
+            ATTR,
+            {
+                "id": artifact_id,
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "bytes": len(blob),
+                "model": model.to_dict(),
+                "valid_f1": result.best_valid_f1,
+            },
+        )
+        prune_beaten(trial.study, store, result.best_valid_f1)
+
+    return hook
+
+
+def prune_beaten(study: optuna.Study, store: FileSystemArtifactStore, value: float) -> int:
+    """Remove stored weights of completed trials that score below ``value``; returns how many."""
+    removed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        meta = t.user_attrs.get(ATTR)
+        if meta is None or t.value is None or t.value >= value:
+            continue
+        with contextlib.suppress(ArtifactNotFound, FileNotFoundError):
+            store.remove(meta["id"])
+            removed += 1
+    return removed
+
+
+def stored_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Completed trials that recorded weights, best first (ties: earliest trial first)."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and ATTR in t.user_attrs
+    ]
+    return sorted(done, key=lambda t: (-float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def fetch(trial: FrozenTrial, folder: Path) -> tuple[dict[str, torch.Tensor], MLPSpec, bytes]:
+    """A trial's stored weights, checked against the sha256 recorded when they were stored."""
+    meta = trial.user_attrs.get(ATTR)
+    if meta is None:
+        raise FishoptError(f"trial {trial.number} stored no weights")
+    store = open_store(folder)
+    try:
+        with store.open_reader(meta["id"]) as f:
+            blob = f.read()
+    except ArtifactNotFound:
+        raise FishoptError(
+            f"trial {trial.number}: weights artifact {meta['id']} is not in {folder} "
+            "(pass --artifacts-dir, or --retrain to train its params again)"
+        ) from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != meta["sha256"]:
+        raise FishoptError(
+            f"trial {trial.number}: artifact {folder / meta['id']} has sha256 {digest[:12]}..., "
+            f"recorded {meta['sha256'][:12]}...; the file was changed"
+        )
+    return load_safetensors(blob), MLPSpec.from_dict(meta["model"]), blob

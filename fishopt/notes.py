@@ -1,0 +1,101 @@
+"""Dashboard notes: what a study asks and ran on, and each trial's per-epoch curves.
+
+optuna-dashboard shows a study's note on the study page and a trial's note beside the trial,
+rendered as Markdown. Notes live in the study's system attributes, so they can be written for
+finished trials too (a finished trial's own attributes are read-only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial
+
+# The study user attribute study.open_study writes (study.ATTR); repeated here so notes and
+# reports can read it without importing the training code (torch).
+ATTR = "fishopt"
+
+
+def study_note(name: str, identity: dict) -> str:
+    spec = identity.get("spec", {})
+    split = identity.get("split", {})
+    classes = identity.get("classes", [])
+    sizes = split.get("sizes", [])
+    lines = [
+        f"## {name} ({spec.get('kind', 'custom')})",
+        "",
+        f"**Question.** {spec.get('question') or '(none given)'}",
+        "",
+        spec.get("description", ""),
+        "",
+        f"- **Data:** {identity.get('data_source', '?')} "
+        f"(fingerprint `{identity.get('data_fingerprint', '?')}`), "
+        f"{len(classes)} classes: {', '.join(classes)}",
+        f"- **Preprocessing:** `{json.dumps(identity.get('preprocessing', {}), sort_keys=True)}`,"
+        f" {identity.get('in_features', '?')} input features",
+        f"- **Split:** fractions {split.get('fractions', '?')} (seed {split.get('seed', '?')}),"
+        f" sizes train/valid/test {'/'.join(map(str, sizes)) or '?'}",
+        f"- **Training:** {spec.get('epochs', '?')} epochs, {spec.get('repeats', '?')} "
+        f"repeat(s) with different seeds, study seed {spec.get('seed', '?')}",
+        f"- **Sampler / pruner:** {spec.get('sampler', {}).get('name', '?')} / "
+        f"{spec.get('pruner', {}).get('name', '?')}",
+        f"- **Fixed:** `{json.dumps(spec.get('fixed', {}), sort_keys=True)}`",
+        f"- **Searched:** `{json.dumps(spec.get('space', {}), sort_keys=True)}`",
+        "",
+        "**Reading the dashboard.** A trial's value is the validation macro-F1 of its best "
+        "epoch; its intermediate values are the validation macro-F1 of every epoch. Each trial's "
+        "note holds its per-epoch train/valid loss, accuracy and F1; the user attributes hold "
+        "its seed, repeat, parameter count and test F1. "
+        f"`fishopt report {name}` writes tables with confidence intervals and significance tests.",
+    ]
+    return "\n".join(lines)
+
+
+def trial_note(trial: FrozenTrial) -> str:
+    h = trial.user_attrs.get("history") or []
+    head = (
+        f"### Trial {trial.number}: per-epoch curves\n\n"
+        f"hidden `{'-'.join(map(str, trial.user_attrs.get('hidden', []))) or 'none'}`, "
+        f"{trial.user_attrs.get('n_params', '?')} parameters, seed {trial.user_attrs.get('seed')}"
+        f", test F1 {_num(trial.user_attrs.get('test_f1'))}\n\n"
+        "| epoch | train loss | valid loss | train acc | valid acc | train F1 | valid F1 | s |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = "".join(
+        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['valid_loss']:.4f} | {r['train_acc']:.3f}"
+        f" | {r['valid_acc']:.3f} | {r['train_f1']:.3f} | {r['valid_f1']:.3f}"
+        f" | {r['seconds']:.2f} |\n"
+        for r in h
+    )
+    return head + rows
+
+
+@dataclass(frozen=True)
+class _TrialRef:
+    """What ``optuna_dashboard.save_note`` reads from a trial (storage, study, trial id).
+
+    A live ``optuna.Trial`` cannot be rebuilt for a finished trial (its constructor asks the
+    sampler to start a trial), so the note is addressed through these three fields instead.
+    """
+
+    storage: optuna.storages.BaseStorage
+    study: optuna.Study
+    _trial_id: int
+
+
+def save_study_note(study: optuna.Study) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(study, study_note(study.study_name, study.user_attrs.get(ATTR, {})))
+
+
+def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(_TrialRef(study._storage, study, trial._trial_id), trial_note(trial))  # type: ignore[arg-type]
+
+
+def _num(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else "-"

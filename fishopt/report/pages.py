@@ -1,0 +1,414 @@
+"""What each report page contains, by study kind, and the page comparing several studies."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Sequence
+
+from optuna.trial import TrialState
+
+from fishopt.report import plots
+from fishopt.report.analyses import (
+    analyse_optimizers,
+    best_of,
+    config_rows,
+    history,
+    series,
+)
+from fishopt.report.doc import Doc, fmt, fmt_p
+from fishopt.report.load import StudyData
+from fishopt.report.stats import pareto_front
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
+    return "index-study" if s == "index" else s  # index.html is the comparison page
+
+
+def _ci(iv) -> str:
+    if iv.n < 2 or math.isnan(iv.low):
+        return "-"
+    return f"{iv.low:.3f} – {iv.high:.3f}"
+
+
+def _params(params: dict) -> str:
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+    )
+
+
+# ------------------------------------------------------------------------------ header
+
+
+def _header(doc: Doc, s: StudyData) -> None:
+    spec = s.spec
+    doc.heading(f"Study {s.name} ({s.kind})", 1)
+    if spec.get("question"):
+        doc.para(f"Question: {spec['question']}")
+    if spec.get("description"):
+        doc.para(spec["description"])
+    ident = s.identity
+    split = ident.get("split", {})
+    rows = [
+        (
+            "data",
+            f"{ident.get('data_source', '?')} (fingerprint {ident.get('data_fingerprint', '?')})",
+        ),
+        ("classes", f"{len(ident.get('classes', []))}: {', '.join(ident.get('classes', []))}"),
+        ("preprocessing", json.dumps(ident.get("preprocessing", {}), sort_keys=True)),
+        ("split train/valid/test", "/".join(map(str, split.get("sizes", []))) or "?"),
+        (
+            "epochs, repeats, seed",
+            f"{spec.get('epochs')}, {spec.get('repeats')}, {spec.get('seed')}",
+        ),
+        (
+            "sampler, pruner",
+            f"{spec.get('sampler', {}).get('name')}, {spec.get('pruner', {}).get('name')}",
+        ),
+        ("fixed", json.dumps(spec.get("fixed", {}), sort_keys=True)),
+        ("searched", json.dumps(spec.get("space", {}), sort_keys=True)),
+        (
+            "trials",
+            f"{len(s.trials)}: {s.count(TrialState.COMPLETE)} complete, "
+            f"{s.count(TrialState.PRUNED)} pruned, {s.count(TrialState.FAIL)} failed, "
+            f"{s.count(TrialState.RUNNING)} running",
+        ),
+    ]
+    if not s.identity:
+        rows = rows[-1:]
+        doc.para("This study was not created by fishopt; only generic analyses apply.")
+    doc.table(["", "value"], rows, cls="about")
+
+
+# -------------------------------------------------------------------------- optimizers
+
+
+def _optimizers(doc: Doc, s: StudyData) -> None:
+    a = analyse_optimizers(s.complete, s.spec)
+    doc.heading("Optimizers", 2, "optimizers")
+    doc.para(
+        "Validation macro-F1 is each trial's best epoch; mean and 95% confidence interval "
+        "(Student's t) are over repeats with different seeds. Gap = train minus validation "
+        "accuracy at the last epoch (overfitting). Epochs to 90% = first epoch whose validation "
+        "F1 reaches 90% of the trial's own best (speed of convergence). p = Welch t-test of the "
+        "best optimizer against each other one, Holm-corrected for the number of comparisons."
+    )
+    cmp = {c.other: c for c in a.comparisons}
+    rows = []
+    for r in a.rows:
+        c = cmp.get(r.optimizer)
+        rows.append(
+            [
+                r.optimizer,
+                r.trials,
+                r.best,
+                r.f1.mean,
+                _ci(r.f1),
+                r.test_f1,
+                r.gap,
+                fmt(r.epochs_to_90, 1),
+                fmt(r.epoch_seconds * 1000, 1),
+                fmt_p(c.p) if c else "best",
+                fmt_p(c.p_holm) if c else "best",
+            ]
+        )
+    doc.table(
+        [
+            "optimizer",
+            "trials",
+            "best F1",
+            "mean F1",
+            "95% CI",
+            "test F1 (best trial)",
+            "train-valid gap",
+            "epochs to 90%",
+            "ms / epoch",
+            "p vs best",
+            "p (Holm)",
+        ],
+        rows,
+        cls="optimizers",
+    )
+    if a.comparisons:
+        doc.heading(f"Is {a.best} really better?", 3)
+        doc.bullets([(c.verdict, "sig" if c.significant else "nosig") for c in a.comparisons])
+    doc.figure(
+        "optimizer-f1",
+        plots.optimizer_f1(a) if a.rows else None,
+        "Validation macro-F1 per optimizer: mean and 95% CI over repeats",
+    )
+    if any(c.epochs for m in a.curves.values() for c in m.values()):
+        doc.figure(
+            "optimizer-curves",
+            plots.optimizer_curves(a),
+            "Train and validation accuracy per epoch for each optimizer",
+        )
+        doc.figure(
+            "optimizer-changes",
+            plots.optimizer_changes(a),
+            "Per-epoch change in train and validation accuracy for each optimizer",
+        )
+
+
+# ------------------------------------------------------------------- widths and depth
+
+
+def _config_table(doc: Doc, rows) -> None:
+    doc.table(
+        [
+            "hidden",
+            "layers",
+            "pattern",
+            "parameters",
+            "trials",
+            "mean F1",
+            "± sd",
+            "95% CI",
+            "test F1 (best)",
+            "ms / epoch",
+        ],
+        [
+            [
+                r.label,
+                r.n_layers,
+                r.pattern,
+                r.n_params,
+                r.trials,
+                r.f1.mean,
+                r.f1.sd,
+                _ci(r.f1),
+                r.test_f1,
+                fmt(r.epoch_seconds * 1000, 1),
+            ]
+            for r in rows
+        ],
+        cls="configs",
+    )
+
+
+def _pareto_text(doc: Doc, rows) -> None:
+    front = pareto_front([(r.n_params, r.f1.mean) for r in rows])
+    names = [
+        f"{rows[i].label} ({rows[i].n_params:,} params, F1 {rows[i].f1.mean:.3f})"
+        for i in sorted(front, key=lambda i: rows[i].n_params)
+    ]
+    doc.para(
+        "Pareto front (no other configuration is both smaller and better): " + "; ".join(names)
+    )
+
+
+def _widths(doc: Doc, s: StudyData) -> None:
+    rows = config_rows(s.complete)
+    doc.heading("Width", 2, "widths")
+    if not rows:
+        doc.para("No finished trials yet.")
+        return
+    _config_table(doc, rows)
+    groups = series(
+        rows, lambda r: f"{r.n_layers} layer{'s' if r.n_layers != 1 else ''}, {r.pattern}"
+    )
+    doc.figure(
+        "f1-width",
+        plots.f1_vs_width(groups),
+        "Validation macro-F1 against first-layer width (log scale), mean ± sd over repeats",
+    )
+    doc.figure(
+        "cost",
+        plots.cost(rows),
+        "Cost against F1: time per epoch and parameter count, with the Pareto front",
+    )
+    _pareto_text(doc, rows)
+
+
+def _depth(doc: Doc, s: StudyData) -> None:
+    rows = config_rows(s.complete)
+    doc.heading("Depth", 2, "depth")
+    if not rows:
+        doc.para("No finished trials yet.")
+        return
+    _config_table(doc, rows)
+    doc.figure(
+        "f1-depth",
+        plots.f1_vs_depth(rows),
+        "Validation macro-F1 against the number of hidden layers, mean ± sd over repeats",
+    )
+    doc.figure(
+        "cost",
+        plots.cost(rows),
+        "Cost against F1: time per epoch and parameter count, with the Pareto front",
+    )
+    _pareto_text(doc, rows)
+
+
+# -------------------------------------------------------------------------- any study
+
+
+def _general(doc: Doc, s: StudyData) -> None:
+    doc.heading("Search", 2, "search")
+    best = best_of(s.complete)
+    if best is None:
+        doc.para("No finished trials yet.")
+        return
+    doc.heading(f"Best trial: #{best.number}", 3)
+    doc.table(
+        ["", "value"],
+        [
+            ("validation macro-F1", best.value),
+            ("test macro-F1", best.user_attrs.get("test_f1", math.nan)),
+            (
+                "best epoch / epochs run",
+                f"{best.user_attrs.get('best_epoch', '?')} / "
+                f"{best.user_attrs.get('epochs_run', '?')}",
+            ),
+            ("hidden", "-".join(map(str, best.user_attrs.get("hidden", []))) or "none"),
+            ("parameters", best.user_attrs.get("n_params", "?")),
+            ("seed", best.user_attrs.get("seed", "?")),
+            *[(k, v) for k, v in sorted(best.params.items())],
+        ],
+        cls="best",
+    )
+    if history(best):
+        doc.figure(
+            "best-curves",
+            plots.trial_curves(best),
+            f"Trial {best.number}: train and validation loss, accuracy and F1 per epoch",
+        )
+    top = sorted(s.complete, key=lambda t: (-t.value, t.number))[:10]
+    doc.heading("Top trials", 3)
+    doc.table(
+        ["trial", "valid F1", "test F1", "params"],
+        [
+            [t.number, t.value, t.user_attrs.get("test_f1", math.nan), _params(t.params)]
+            for t in top
+        ],
+        cls="top",
+    )
+    doc.figure(
+        "history",
+        plots.optuna_plot("history", s.study),
+        "Optimization history: each trial's value and the best so far",
+    )
+    doc.figure(
+        "importances",
+        plots.optuna_plot("importances", s.study),
+        "Parameter importances (Optuna's default evaluator)",
+    )
+    doc.figure(
+        "parallel",
+        plots.optuna_plot("parallel", s.study),
+        "Parallel coordinates: parameters of every finished trial, coloured by value",
+    )
+
+
+KIND_SECTIONS = {"optimizers": _optimizers, "widths": _widths, "depth": _depth}
+
+
+def study_page(s: StudyData) -> Doc:
+    doc = Doc(f"fishopt report: {s.name}", slug(s.name))
+    doc.raw_html('<nav><a href="index.html">all studies</a></nav>')
+    _header(doc, s)
+    kind = s.kind
+    if kind == "custom" and set(s.spec.get("space", {})) == {"optimizer"}:
+        kind = "optimizers"  # a custom spec that only varies the optimizer is that comparison
+    section = KIND_SECTIONS.get(kind)
+    if section is not None:
+        section(doc, s)
+    _general(doc, s)
+    return doc
+
+
+# -------------------------------------------------------------------------- comparison
+
+
+def finding(s: StudyData) -> str:
+    """One sentence per study for the comparison page and the summary."""
+    if not s.complete:
+        return "no finished trials yet"
+    if s.kind == "optimizers":
+        a = analyse_optimizers(s.complete, s.spec)
+        sig = [c.other for c in a.comparisons if c.significant]
+        same = [c.other for c in a.comparisons if not c.significant and not math.isnan(c.p_holm)]
+        untested = [c.other for c in a.comparisons if math.isnan(c.p_holm)]
+        text = f"best mean F1: {a.best} ({a.rows[0].f1.mean:.3f})"
+        if sig:
+            text += f"; significantly better than {', '.join(sig)}"
+        if same:
+            text += f"; the data cannot separate it from {', '.join(same)}"
+        if untested:
+            text += f"; too few repeats to test against {', '.join(untested)}"
+        return text
+    if s.kind in ("widths", "depth"):
+        rows = config_rows(s.complete)
+        top = max(rows, key=lambda r: r.f1.mean)
+        return f"best mean F1: hidden {top.label} ({top.f1.mean:.3f}, {top.n_params:,} params)"
+    best = best_of(s.complete)
+    return f"best trial #{best.number}: F1 {best.value:.3f} ({_params(best.params)})"
+
+
+def comparison_page(studies: Sequence[StudyData]) -> Doc:
+    doc = Doc("fishopt report", "index")
+    doc.heading("fishopt report", 1)
+    doc.para(
+        f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}. Each has its own page with "
+        "its tables and plots; this page compares them."
+    )
+    doc.raw_html(
+        "<nav>" + "".join(f'<a href="{slug(s.name)}.html">{s.name}</a>' for s in studies) + "</nav>"
+    )
+    rows = []
+    for s in studies:
+        best = best_of(s.complete)
+        secs = [t.user_attrs.get("epoch_seconds") for t in s.complete]
+        secs = [x for x in secs if x is not None]
+        rows.append(
+            [
+                s.name,
+                s.kind,
+                s.count(TrialState.COMPLETE),
+                s.count(TrialState.PRUNED),
+                s.count(TrialState.FAIL),
+                best.value if best else math.nan,
+                best.user_attrs.get("test_f1", math.nan) if best else math.nan,
+                fmt(statistics.fmean(secs) * 1000, 1) if secs else "-",
+                s.identity.get("data_fingerprint", "-"),
+            ]
+        )
+    doc.heading("Studies side by side", 2, "comparison")
+    doc.table(
+        [
+            "study",
+            "kind",
+            "complete",
+            "pruned",
+            "failed",
+            "best valid F1",
+            "test F1 (best)",
+            "ms / epoch",
+            "data",
+        ],
+        rows,
+        cls="comparison",
+    )
+    fingerprints = {s.identity.get("data_fingerprint") for s in studies}
+    if len(fingerprints) > 1:
+        doc.para(
+            "Warning: these studies were run on different data (see the data column); "
+            "their F1 values are not directly comparable.",
+            cls="nosig",
+        )
+    doc.heading("Findings", 2)
+    doc.bullets([(f"{s.name}: {finding(s)}", None) for s in studies])
+    for s in studies:
+        if s.spec.get("question"):
+            doc.para(f"{s.name} asks: {s.spec['question']}")
+    doc.figure(
+        "spread",
+        plots.study_spread(
+            [s.name for s in studies], [[t.value for t in s.complete] for s in studies]
+        ),
+        "Validation macro-F1 of every finished trial, per study",
+    )
+    return doc

@@ -1,0 +1,181 @@
+"""Headless Chromium driven over the DevTools protocol on a pipe (no extra packages, no port).
+
+Chromium started with ``--remote-debugging-pipe`` reads JSON commands on fd 3 and writes
+replies and events on fd 4, each message ending in a NUL byte. The tests use it to load a page,
+record every network request the page makes, and evaluate JavaScript in the rendered page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-pipe",
+]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed here")
+    return found
+
+
+class Browser:
+    def __init__(self) -> None:
+        self.profile = tempfile.mkdtemp(prefix="fishopt-chromium-")
+        cmd_r, self._cmd_w = os.pipe()
+        self._res_r, res_w = os.pipe()
+        # Move the child's ends above 4 so wiring them onto fds 3 and 4 cannot clobber either.
+        high_cmd, high_res = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (cmd_r, res_w))
+        os.close(cmd_r)
+        os.close(res_w)
+        cmd_r, res_w = high_cmd, high_res
+
+        def wire() -> None:  # in the child: fd 3 reads our commands, fd 4 carries replies
+            os.dup2(cmd_r, 3)  # dup2 clears close-on-exec, so both survive the exec
+            os.dup2(res_w, 4)
+
+        self.proc = subprocess.Popen(
+            [chromium_path(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            preexec_fn=wire,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(cmd_r)
+        os.close(res_w)
+        self._next = 0
+        self._replies: dict[int, queue.Queue] = {}
+        self._lock = threading.Lock()
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.session = self._open_session()
+
+    # ------------------------------------------------------------------ protocol plumbing
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = os.read(self._res_r, 1 << 16)
+            if not chunk:
+                return
+            buf += chunk
+            *messages, buf = buf.split(b"\0")
+            for raw in messages:
+                msg = json.loads(raw)
+                if "id" in msg:
+                    with self._lock:
+                        q = self._replies.get(msg["id"])
+                    if q is not None:
+                        q.put(msg)
+                else:
+                    self.events.append(msg)
+
+    def send(self, method: str, params: dict | None = None, timeout: float = 30, **kw: Any):
+        with self._lock:
+            self._next += 1
+            ident = self._next
+            q: queue.Queue = queue.Queue()
+            self._replies[ident] = q
+        msg = {"id": ident, "method": method, "params": params or {}, **kw}
+        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        reply = q.get(timeout=timeout)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def _open_session(self) -> str:
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
+        sid = session["sessionId"]
+        for domain in ("Network", "Page", "Runtime"):
+            self.send(f"{domain}.enable", sessionId=sid)
+        return sid
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def goto(self, url: str, timeout: float = 60) -> None:
+        """Navigate and wait until the new document (not the previous one) has loaded."""
+        # Mark the old document; the new one (after any redirect) will not carry the mark.
+        self.eval("window.__fishoptOld = true")
+        self.events.clear()
+        self.send("Page.navigate", {"url": url}, sessionId=self.session)
+        self.wait_for("!window.__fishoptOld && document.readyState === 'complete'", timeout)
+
+    def eval(self, expression: str) -> Any:
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            sessionId=self.session,
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60) -> Any:
+        """Poll a JS expression until it is truthy (the page renders asynchronously)."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.eval(expression)
+            except RuntimeError as exc:  # mid-navigation: no body yet, context replaced
+                value = str(exc)[:200]
+                time.sleep(0.25)
+                continue
+            if value:
+                return value
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {expression!r} (last value {value!r})")
+
+    def requested_urls(self) -> list[str]:
+        return [
+            e["params"]["request"]["url"]
+            for e in list(self.events)
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def failed_requests(self) -> list[dict]:
+        return [
+            e["params"] for e in list(self.events) if e.get("method") == "Network.loadingFailed"
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send("Browser.close", timeout=5)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._cmd_w)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def file_url(path: Path) -> str:
+    return path.resolve().as_uri()
