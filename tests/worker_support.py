@@ -88,6 +88,8 @@ def env_for(storage: str, **extra: str) -> dict[str, str]:
 
 def start(args: list[str], log: Path, env: dict[str, str]) -> Worker:
     """``fishopt ARGS`` as a real process, output to a file (a pipe could fill and block)."""
+    # Best-model artifacts go beside the log, not into the repository's ./fishopt-artifacts.
+    env = {"FISHOPT_ARTIFACTS": str(log.parent / "artifacts"), **env}
     handle = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fishopt.cli", *args],
