@@ -8,6 +8,7 @@ or fails on time: the exit status says only whether the suite ran.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -54,10 +55,31 @@ def main(argv: list[str] | None = None) -> int:
         "photos": (10 if quick else 40, (590, 445)),  # figure 3
         "study set": (40 if quick else 150, (118, 89)),  # figures 4-6
     }
-    figs: list[common.Figure] = []
     started = time.perf_counter()
     machine = common.machine(args.threads)
     print("machine:", machine)
+    run = {
+        "id": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join(["python -m bench", *sys.argv[1:]]) if argv is None else "bench",
+        "rounds": rounds,
+        "quick": quick,
+        "note": args.note,
+        "machine": machine,
+        "sizes": sizes,
+    }
+
+    class Figures(list):
+        """Saves RESULTS.md after every figure, so an interrupted run keeps what it measured."""
+
+        def append(self, fig: common.Figure) -> None:
+            super().append(fig)
+            report.save(args.out, self, run)
+
+        def extend(self, more) -> None:
+            for fig in more:
+                self.append(fig)
+
+    figs = Figures()
     with tempfile.TemporaryDirectory(prefix="fishopt-bench-") as tmp:
         scratch = Path(tmp)
         if {"1", "2"} & only:
@@ -94,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     for f in figs:
         print(f.line())
-    report.write(args.out, figs, machine, sizes, rounds, quick, elapsed, args.note, sys.argv[1:])
     print(f"wrote {args.out} ({elapsed:.0f}s)")
     return 0
 

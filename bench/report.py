@@ -1,11 +1,17 @@
-"""RESULTS.md: the figures, their targets, the machine, and the notes on what bounds each miss."""
+"""RESULTS.md: the figures, their targets, the machine, and the notes on what bounds each miss.
+
+Figures are also kept as JSON beside it (``results.json``) and merged by figure number, so that
+``--only 4`` re-measures one figure and keeps the others, each labelled with the run it came from.
+The files are rewritten after every figure, so an interrupted run keeps what it measured.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import os
 import statistics
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.common import Figure
@@ -17,52 +23,87 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def render(
-    figs: list[Figure],
-    machine: dict,
-    sizes: dict,
-    rounds: int,
-    quick: bool,
-    elapsed: float,
-    note: str,
-    argv: list[str],
-) -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "python -m bench" + ("".join(f" {a}" for a in argv))
+def _atomic_write(path: Path, text: str) -> None:
+    """A crash mid-write leaves the previous file in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"runs": {}, "figures": {}}
+
+
+def save(out: Path, figs: list[Figure], run: dict) -> None:
+    """Merge this run's figures into results.json (by number) and re-render RESULTS.md."""
+    store_path = out.with_suffix(".json")
+    store = _load(store_path)
+    store["runs"][run["id"]] = run
+    for f in figs:
+        store["figures"][f.number] = {**asdict(f), "run": run["id"]}
+    used = {f["run"] for f in store["figures"].values()}
+    store["runs"] = {k: v for k, v in store["runs"].items() if k in used}
+    _atomic_write(store_path, json.dumps(store, indent=1))
+    _atomic_write(out, render(store))
+
+
+def render(store: dict) -> str:
+    runs = store["runs"]
+    figs = []
+    for number in sorted(store["figures"], key=lambda n: (n.split()[0], n)):
+        d = dict(store["figures"][number])
+        run_id = d.pop("run")
+        figs.append((Figure(**d), run_id))
     out = [
         "# fishopt benchmark results",
         "",
-        f"Written by `{cmd}` on {now} in {elapsed:.0f} s"
-        + (" (**--quick**: small sizes, a smoke run, not the figures of record)" if quick else "")
-        + f". Every figure is A / B measured in this run, {rounds} interleaved rounds unless a "
-        "figure says otherwise (A-B, then B-A, ...); the ratio shown is the median with its "
-        "min-max. Benchmarks print figures; no test passes or fails on time.",
+        "Every figure is A / B measured side by side in one run on the same data, in interleaved "
+        "rounds (A-B, then B-A, ...); the ratio shown is the median over the rounds with its "
+        "min-max. Benchmarks print figures; no test passes or fails on time. Re-run with "
+        "`python -m bench` (all figures, ~20-30 min on 2 cores) or `python -m bench --only N`.",
+        "",
+        "## Runs",
         "",
     ]
-    if note:
-        out += [f"**Machine state:** {note}", ""]
-    out += ["## Machine", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in machine.items()]
-    out += ["", "Data (synthetic fish, Kaggle layout): "]
-    out += [f"- {k}: {n} per class x 9 classes, {w}x{h} PNG" for k, (n, (w, h)) in sizes.items()]
+    for run_id, run in runs.items():
+        quick = " **(--quick: a smoke run, not figures of record)**" if run["quick"] else ""
+        out.append(
+            f"- run `{run_id}`: `{run['command']}`, {run['rounds']} rounds{quick}; "
+            f"load average at start {run['machine']['load average at start']}"
+            + (f"; {run['note']}" if run.get("note") else "")
+        )
+    latest = runs[max(runs)] if runs else None
+    if latest:
+        out += ["", "## Machine", "", "| | |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in latest["machine"].items()]
+        out += ["", "Data (synthetic fish, Kaggle layout):"]
+        out += [
+            f"- {k}: {n} per class x 9 classes, {w}x{h} PNG"
+            for k, (n, (w, h)) in latest["sizes"].items()
+        ]
     out += [
         "",
         "## Figures",
         "",
-        "| # | figure | A (median) | B (median) | A/B median | min - max | target | met |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | figure | A (median) | B (median) | A/B median | min - max | target | met | run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in figs:
+    for f, run_id in figs:
         if not f.ratios:
             continue
         out.append(
             f"| {f.number} | {f.title} | {_fmt(statistics.median(f.a))} | "
             f"{_fmt(statistics.median(f.b))} | **{f.median:.3g}** | "
             f"{min(f.ratios):.3g} - {max(f.ratios):.3g} | {f.target_text} | "
-            f"{'yes' if f.met else '**no**'} |"
+            f"{'yes' if f.met else '**no**'} | `{run_id}` |"
         )
     out += ["", "## Details", ""]
-    for f in figs:
+    for f, _ in figs:
         out += [f"### Figure {f.number}", "", f"- A: {f.a_label}", f"- B: {f.b_label}"]
         out.append(f"- unit of A and B: {f.unit}")
         out.append(
@@ -83,23 +124,3 @@ def render(
     if NOTES.is_file():
         out += [NOTES.read_text().strip(), ""]
     return "\n".join(out)
-
-
-def write(
-    path: Path,
-    figs: list[Figure],
-    machine: dict,
-    sizes: dict,
-    rounds: int,
-    quick: bool,
-    elapsed: float,
-    note: str,
-    argv: list[str],
-) -> None:
-    """Atomic: a crash mid-write leaves the previous RESULTS.md in place."""
-    text = render(figs, machine, sizes, rounds, quick, elapsed, note, argv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".results-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
