@@ -34,11 +34,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="where the generated photos and their decoded features are kept between runs",
     )
     ap.add_argument("--note", default="", help="a line about the machine's state, for RESULTS.md")
+    ap.add_argument(
+        "--render", action="store_true", help="re-write RESULTS.md from results.json and NOTES.md"
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        report.rerender(args.out)
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)  # before any tensor work

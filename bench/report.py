@@ -52,6 +52,11 @@ def save(out: Path, figs: list[Figure], run: dict) -> None:
     _atomic_write(out, render(store))
 
 
+def rerender(out: Path) -> None:
+    """RESULTS.md again from results.json, e.g. after NOTES.md was edited; measures nothing."""
+    _atomic_write(out, render(_load(out.with_suffix(".json"))))
+
+
 def render(store: dict) -> str:
     runs = store["runs"]
     figs = []
@@ -75,7 +80,7 @@ def render(store: dict) -> str:
         out.append(
             f"- run `{run_id}`: `{run['command']}`, {run['rounds']} rounds{quick}; "
             f"load average at start {run['machine']['load average at start']}"
-            + (f"; {run['note']}" if run.get("note") else "")
+            + (f"; {run['note']}" if run.get("note") and run["note"] not in run["command"] else "")
         )
     latest = runs[max(runs)] if runs else None
     if latest:
