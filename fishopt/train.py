@@ -28,8 +28,9 @@ from fishopt.model import MLPSpec, build_mlp
 from fishopt.optim import OptimSpec, build_optimizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# bf16 autocast only pays once the matmuls are big enough to hide the casts; measured for
-# 2655-input MLPs on oneDNN CPUs (below this, fp32 at batch 50 was as fast or faster).
+# bf16 autocast only pays once the matmuls are big enough to hide the casts and the fp32
+# optimizer step. A starting threshold, not a measured optimum: the development machine has no
+# native bf16 (there, emulated bf16 at batch 256 ran 2.6-3.3x slower than fp32; bench/NOTES.md).
 BF16_MIN_BATCH = 256
 
 
