@@ -35,7 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--note", default="", help="a line about the machine's state, for RESULTS.md")
     ap.add_argument(
-        "--render", action="store_true", help="re-write RESULTS.md from results.json and NOTES.md"
+        "--render", action="store_true", help="re-write RESULTS.md from RESULTS.json and NOTES.md"
     )
     return ap.parse_args(argv)
 

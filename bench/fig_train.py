@@ -20,7 +20,7 @@ GEMM_N = 2048  # a square fp32 GEMM big enough to run at the BLAS's best rate
 
 def _tensors(ds: data.Dataset) -> tuple[torch.Tensor, ...]:
     sp = data.split(ds.y, seed=0)
-    X = torch.from_numpy(np.ascontiguousarray(ds.X, dtype=np.float32))
+    X = torch.from_numpy(np.array(ds.X, dtype=np.float32))  # a writable copy of the memory map
     y = torch.from_numpy(np.ascontiguousarray(ds.y))
     return X[sp.train], y[sp.train], X[sp.valid], y[sp.valid]
 

@@ -1,6 +1,6 @@
 """RESULTS.md: the figures, their targets, the machine, and the notes on what bounds each miss.
 
-Figures are also kept as JSON beside it (``results.json``) and merged by figure number, so that
+Figures are also kept as JSON beside it (``RESULTS.json``) and merged by figure number, so that
 ``--only 4`` re-measures one figure and keeps the others, each labelled with the run it came from.
 The files are rewritten after every figure, so an interrupted run keeps what it measured.
 """
@@ -40,7 +40,7 @@ def _load(path: Path) -> dict:
 
 
 def save(out: Path, figs: list[Figure], run: dict) -> None:
-    """Merge this run's figures into results.json (by number) and re-render RESULTS.md."""
+    """Merge this run's figures into RESULTS.json (by number) and re-render RESULTS.md."""
     store_path = out.with_suffix(".json")
     store = _load(store_path)
     store["runs"][run["id"]] = run
@@ -53,7 +53,7 @@ def save(out: Path, figs: list[Figure], run: dict) -> None:
 
 
 def rerender(out: Path) -> None:
-    """RESULTS.md again from results.json, e.g. after NOTES.md was edited; measures nothing."""
+    """RESULTS.md again from RESULTS.json, e.g. after NOTES.md was edited; measures nothing."""
     _atomic_write(out, render(_load(out.with_suffix(".json"))))
 
 
