@@ -26,7 +26,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, help="A/B rounds per figure (default 5; quick 2)")
     ap.add_argument("--only", default=",".join(FIGURES), help="figures to run, e.g. 1,2")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for figures 1-4")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="default bench/RESULTS.md; with --quick bench/RESULTS-quick.md, so a smoke run "
+        "never replaces the figures of record",
+    )
     ap.add_argument(
         "--cache-dir",
         type=Path,
@@ -42,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    here = Path(__file__).parent
+    args.out = args.out or here / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
     if args.render:
         report.rerender(args.out)
         return 0
