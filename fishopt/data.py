@@ -4,6 +4,10 @@ Sources: the Kaggle fish layout, any class-per-folder tree, the built-in synthet
 (generated once into the cache, then read by the same Kaggle loader) and scikit-learn's digits.
 Decoding happens once per (file list, preprocessing) pair; the arrays are cached on disk and
 memory-mapped afterwards, so a second run costs milliseconds.
+
+PNG decoding is most of a cold load, so plain 8-bit PNGs (the Kaggle photos) are decoded with
+libspng (``pyspng``, about 1.5x faster than Pillow's decoder, same pixels); everything else, and
+any PNG libspng refuses, goes through Pillow.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -24,6 +29,11 @@ from PIL import Image
 
 from fishopt import synthetic
 from fishopt.errors import FishoptError
+
+try:
+    import pyspng
+except ImportError:  # optional speed-up: Pillow decodes everything without it
+    pyspng = None
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 CACHE_VERSION = "1"
@@ -240,8 +250,34 @@ def to_gray_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(gray, dtype=np.float32) / 255.0
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# IHDR colour types libspng returns in Pillow's layout at bit depth 8: gray, RGB, RGBA.
+_SPNG_COLOUR_TYPES = {0: "L", 2: "RGB", 6: "RGBA"}
+
+
+def _decode_png_fast(blob: bytes) -> Image.Image | None:
+    """An 8-bit gray/RGB/RGBA PNG decoded by libspng, as the Pillow image Pillow would give;
+    None for anything else (palette, 16-bit, gray+alpha, not a PNG, libspng errors)."""
+    if pyspng is None or len(blob) < 29 or not blob.startswith(PNG_SIGNATURE):
+        return None
+    bit_depth, colour_type = blob[24], blob[25]
+    mode = _SPNG_COLOUR_TYPES.get(colour_type)
+    if bit_depth != 8 or mode is None:
+        return None
+    try:
+        pixels = pyspng.load(blob)
+    except Exception:  # let Pillow decide (and word the error) for anything libspng refuses
+        return None
+    image = Image.fromarray(pixels)
+    return image if image.mode == mode else None
+
+
 def decode(path: Path, size: tuple[int, int]) -> np.ndarray:
     """One file -> feature vector; raises on anything that is not a readable image."""
+    if path.suffix.lower() == ".png":
+        fast = _decode_png_fast(path.read_bytes())
+        if fast is not None:
+            return to_gray_array(fast, size).reshape(-1)
     with Image.open(path) as image:
         # JPEG: let libjpeg decode at a reduced scale; a no-op for other formats.
         image.draft("L", (size[0] * 3, size[1] * 3))
@@ -268,7 +304,9 @@ def decode_all(
 ) -> list[np.ndarray | str]:
     """Decode in parallel; each element is an array or the error text for that file."""
     workers = workers or os.cpu_count() or 1
-    chunk = 64
+    # Several chunks per worker so the last one does not run alone; at most 64 files each so
+    # progress moves.
+    chunk = max(1, min(64, math.ceil(len(files) / (4 * workers))))
     chunks = [([str(p) for p in files[i : i + chunk]], size) for i in range(0, len(files), chunk)]
     results: list[np.ndarray | str] = []
     if workers <= 1 or len(chunks) <= 1:
@@ -294,8 +332,10 @@ def decode_all(
 def _listing_key(listing: _Listing, size: tuple[int, int], kind: str) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION}|{kind}|{size[0]}x{size[1]}|".encode())
     for path, label in zip(listing.files, listing.labels, strict=True):
-        st = path.stat()
-        h.update(f"{path.resolve()}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        # abspath, not resolve(): resolving costs a syscall per path component per file, which
+        # was half of a warm load; only symlinked copies of a set lose cache sharing.
+        st = os.stat(path)
+        h.update(f"{os.path.abspath(path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update("|".join(listing.classes).encode())
     return h.hexdigest()[:24]
 

@@ -5,11 +5,14 @@ permutation sliced into mini-batches, which is the seed's shuffled, drop_last Da
 the per-sample Python overhead. Training metrics come from the running batch outputs; validation
 is evaluated once per epoch. The loop knows nothing about Optuna: ``on_epoch`` is its only hook,
 and a callback that raises (e.g. ``optuna.TrialPruned``) stops training.
+
+Per-epoch bookkeeping stays on the device until one sync at the epoch's end (metrics from a
+confusion count, not scikit-learn; the best weights cloned in place, copied to the CPU once at the
+end), because with cheap trials that bookkeeping, not the maths, is what a study waits on.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -20,8 +23,15 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 
+from fishopt.hardware import native_bf16
 from fishopt.model import MLPSpec, build_mlp
 from fishopt.optim import OptimSpec, build_optimizer
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# bf16 autocast only pays once the matmuls are big enough to hide the casts and the fp32
+# optimizer step. A starting threshold, not a measured optimum: the development machine has no
+# native bf16 (there, emulated bf16 at batch 256 ran 2.6-3.3x slower than fp32; bench/NOTES.md).
+BF16_MIN_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     drop_last: bool = True
     device: str = "cpu"
+    precision: str = "auto"  # auto | fp32 | bf16: see resolve_precision
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class TrainResult:
     state: dict[str, torch.Tensor]  # weights of the best epoch, on the CPU
     diverged: bool = False
     seconds: float = 0.0
+    precision: str = "fp32"  # what the forward/backward matmuls ran in
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,38 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(
         f1_score(y_true, y_pred, labels=range(n_classes), average="macro", zero_division=0)
     )
+
+
+def _accuracy_f1(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 from a confusion count on the tensors' device: one sync.
+
+    Same definition as scikit-learn's ``f1_score(average="macro", zero_division=0)`` over all
+    ``n_classes`` labels: per class 2TP / (2TP + FP + FN), 0 where a class is neither true nor
+    predicted.
+    """
+    if len(true) == 0:
+        return float("nan"), 0.0
+    cm = torch.bincount(true * n_classes + pred, minlength=n_classes * n_classes)
+    cm = cm.reshape(n_classes, n_classes).double()
+    tp = cm.diagonal()
+    denom = cm.sum(0) + cm.sum(1)
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    acc_f1 = torch.stack([tp.sum() / len(true), f1.mean()]).cpu()
+    return float(acc_f1[0]), float(acc_f1[1])
+
+
+def resolve_precision(precision: str, device: str, batch_size: int) -> str:
+    """``auto`` -> bf16 only on a CPU with native bf16 (AMX/AVX512-BF16) and a large batch.
+
+    Elsewhere fp32: emulated bf16 is slower than fp32, small batches gain nothing, and on CUDA
+    the 2655-input MLP is launch-bound, so autocast was not measured to pay there.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    cpu = torch.device(device).type == "cpu"
+    return "bf16" if cpu and batch_size >= BF16_MIN_BATCH and native_bf16() else "fp32"
 
 
 @torch.no_grad()
@@ -89,11 +133,12 @@ def evaluate(
     """Accuracy, macro-F1 and loss; with ``detailed``, per-class F1 and the confusion matrix."""
     logits = logits_of(model, X)
     loss = float(nn.functional.cross_entropy(logits, y)) if len(y) else float("nan")
+    if not detailed:
+        acc, f1 = _accuracy_f1(y, logits.argmax(1), n_classes)
+        return Metrics(acc, f1, loss=loss)
     pred = logits.argmax(1).cpu().numpy()
     true = y.cpu().numpy()
     acc = float((pred == true).mean()) if len(true) else float("nan")
-    if not detailed:
-        return Metrics(acc, macro_f1(true, pred, n_classes), loss=loss)
     labels = list(range(n_classes))
     per_class = f1_score(true, pred, labels=labels, average=None, zero_division=0)
     cm = confusion_matrix(true, pred, labels=labels)
@@ -114,11 +159,15 @@ def train(
 
     The same spec, data and seed give the same result: initialisation and dropout draw from a
     forked global generator seeded with ``config.seed``, and batch order from a private one.
+    With bf16 (``config.precision``), weights and optimizer state stay fp32; only the
+    forward/backward matmuls run in bf16 under autocast.
     """
     device = torch.device(config.device)
     n = len(X_train)
     bs = min(config.batch_size, n)
     steps = n // bs if config.drop_last else math.ceil(n / bs)
+    precision = resolve_precision(config.precision, config.device, bs)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
         torch.manual_seed(config.seed)
@@ -133,29 +182,29 @@ def train(
             t0 = time.perf_counter()
             model.train()
             perm = torch.randperm(n, generator=order_gen, device=device)
-            loss_sum = torch.zeros((), device=device)
-            preds, seen = [], []
+            losses, preds, seen = [], [], []
             for step in range(steps):
                 idx = perm[step * bs : (step + 1) * bs]
                 xb, yb = X_train[idx], y_train[idx]
-                logits = model(xb)
-                loss = nn.functional.cross_entropy(logits, yb)
+                with autocast:
+                    logits = model(xb)
+                    loss = nn.functional.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += loss.detach() * len(idx)
+                losses.append(loss.detach())
                 preds.append(logits.detach().argmax(1))
                 seen.append(yb)
-            count = sum(len(s) for s in seen)
-            train_loss = float(loss_sum) / max(count, 1)
-            pred_np = torch.cat(preds).cpu().numpy()
-            true_np = torch.cat(seen).cpu().numpy()
+            true_all = torch.cat(seen)
+            sizes = torch.tensor([len(s) for s in seen], device=device, dtype=torch.float32)
+            train_loss = float((torch.stack(losses).float() * sizes).sum()) / max(len(true_all), 1)
+            train_acc, train_f1 = _accuracy_f1(true_all, torch.cat(preds), model_spec.n_classes)
             valid = evaluate(model, X_valid, y_valid, model_spec.n_classes)
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=train_loss,
-                train_acc=float((pred_np == true_np).mean()),
-                train_f1=macro_f1(true_np, pred_np, model_spec.n_classes),
+                train_acc=train_acc,
+                train_f1=train_f1,
                 valid_loss=valid.loss,
                 valid_acc=valid.accuracy,
                 valid_f1=valid.macro_f1,
@@ -164,9 +213,7 @@ def train(
             history.append(record)
             if record.valid_f1 > best_f1:
                 best_f1, best_epoch = record.valid_f1, epoch
-                best_state = copy.deepcopy(
-                    {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                )
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if not math.isfinite(train_loss):
                 # A diverged optimizer keeps its (poor) best score; more epochs would only burn
                 # time on NaNs.
@@ -176,6 +223,13 @@ def train(
             if diverged:
                 break
     assert best_state is not None
+    best_state = {k: v.cpu() for k, v in best_state.items()}
     return TrainResult(
-        history, best_epoch, best_f1, best_state, diverged, time.perf_counter() - started
+        history,
+        best_epoch,
+        best_f1,
+        best_state,
+        diverged,
+        time.perf_counter() - started,
+        precision,
     )
