@@ -168,8 +168,8 @@ def test_metrics(model: torch.nn.Module, ctx: study.Context) -> dict | None:
 def retrain(ctx: study.Context, trial: FrozenTrial) -> tuple[dict[str, torch.Tensor], MLPSpec]:
     """The trial's params trained again on train+valid for its best epoch count.
 
-    The one training loop keeps the epoch with the best F1 on the data it is given to watch;
-    here that is train+valid itself, so no test image influences the weights.
+    The last epoch's weights are kept: the epoch count was chosen on the validation split
+    during the search, and no held-out data is left to choose again (test stays untouched).
     """
     cfg = space.suggest(trial, ctx.spec)  # a FrozenTrial answers suggest_* with its params
     model_spec = MLPSpec(ctx.in_features, cfg.hidden, ctx.n_classes, cfg.dropout, cfg.batch_norm)
@@ -178,7 +178,9 @@ def retrain(ctx: study.Context, trial: FrozenTrial) -> tuple[dict[str, torch.Ten
     y = torch.cat([t.y_train, t.y_valid])
     epochs = int(trial.user_attrs.get("best_epoch") or ctx.spec.epochs)
     seed = int(trial.user_attrs.get("seed", ctx.spec.seed))
-    config = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, seed=seed, device=ctx.device)
+    config = TrainConfig(
+        epochs=epochs, batch_size=cfg.batch_size, seed=seed, device=ctx.device, keep="last"
+    )
     result = train(model_spec, cfg.optim, X, y, X, y, config)
     return result.state, model_spec
 

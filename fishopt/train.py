@@ -42,6 +42,9 @@ class TrainConfig:
     drop_last: bool = True
     device: str = "cpu"
     precision: str = "auto"  # auto | fp32 | bf16: see resolve_precision
+    # Which weights to return: the best validation epoch (search), or the last one (a final
+    # retrain on train+valid, where no held-out data is left to choose an epoch with).
+    keep: str = "best"
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,9 @@ def train(
     bs = min(config.batch_size, n)
     steps = n // bs if config.drop_last else math.ceil(n / bs)
     precision = resolve_precision(config.precision, config.device, bs)
+    if config.keep not in ("best", "last"):
+        raise ValueError(f"keep {config.keep!r}: expected 'best' or 'last'")
+    keep_last = config.keep == "last"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
@@ -211,7 +217,7 @@ def train(
                 seconds=time.perf_counter() - t0,
             )
             history.append(record)
-            if record.valid_f1 > best_f1:
+            if not keep_last and record.valid_f1 > best_f1:
                 best_f1, best_epoch = record.valid_f1, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if not math.isfinite(train_loss):
@@ -222,6 +228,9 @@ def train(
                 on_epoch(record)
             if diverged:
                 break
+    if keep_last:
+        best_epoch, best_f1 = history[-1].epoch, history[-1].valid_f1
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     assert best_state is not None
     best_state = {k: v.cpu() for k, v in best_state.items()}
     return TrainResult(

@@ -81,3 +81,14 @@ def test_divergence_stops_early(digits) -> None:
     result = train(SPEC, OptimSpec("SGD", lr=1e6), *digits, TrainConfig(epochs=6))
     assert result.diverged
     assert len(result.history) < 6
+
+
+def test_keep_last_returns_the_final_epoch_not_the_best(digits) -> None:
+    config = TrainConfig(epochs=4, seed=2, keep="last")
+    result = train(SPEC, OptimSpec("SGD", lr=0.5), *digits, config)
+    assert result.best_epoch == 4
+    assert result.best_valid_f1 == result.history[-1].valid_f1
+    best = train(SPEC, OptimSpec("SGD", lr=0.5), *digits, TrainConfig(epochs=4, seed=2))
+    assert [r.valid_f1 for r in best.history] == [r.valid_f1 for r in result.history]
+    with pytest.raises(ValueError, match="keep"):
+        train(SPEC, OptimSpec("SGD"), *digits, TrainConfig(epochs=1, keep="worst"))
