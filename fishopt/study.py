@@ -99,6 +99,21 @@ def origin_number(trial: optuna.Trial | FrozenTrial) -> int:
 # ----------------------------------------------------------------------------- sampler, pruner
 
 
+class RequeueSafeGridSampler(optuna.samplers.GridSampler):
+    """GridSampler that accepts re-queued trials (an interrupted grid point run again).
+
+    Optuna's GridSampler.after_trial reads a ``grid_id`` that enqueued trials never get, and
+    fails with KeyError once a single grid point is left; such a trial visits no new point, so
+    only the study-exhausted check applies to it.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
+            super().after_trial(study, trial, state, values)
+        elif not self._get_unvisited_grid_ids(study):
+            study.stop()
+
+
 def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.BaseSampler:
     opts = {k: v for k, v in spec.sampler.items() if k != "name"}
     name = spec.sampler["name"]
@@ -107,7 +122,7 @@ def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.
     # parallel workers apart.
     seed = None if distributed and name != "grid" else spec.seed
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(spec), seed=seed)
+        return RequeueSafeGridSampler(space.grid(spec), seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":

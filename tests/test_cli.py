@@ -171,32 +171,35 @@ def test_same_seed_gives_the_same_study(tmp_path: Path, env) -> None:
     assert values[0] == values[1]
 
 
+CTRL_C_SPEC = """
+description = "a small grid whose trials last a few seconds: long enough to interrupt"
+epochs = 200
+[sampler]
+name = "grid"
+[pruner]
+name = "none"
+[fixed]
+units = 64
+[space]
+n_layers = [1, 2]
+"""
+
+
 def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(tmp_path: Path, env) -> None:
     db = tmp_path / "c.db"
-    args = [
-        sys.executable,
-        "-m",
-        "fishopt.cli",
-        "study",
-        "depth",
-        "--data",
-        "digits",
-        "--epochs",
-        "150",
-        "--n-trials",
-        "2",
-        "--storage",
-        f"sqlite:///{db}",
-    ]
+    spec = tmp_path / "slow.toml"
+    spec.write_text(CTRL_C_SPEC)
+    common = ["--data", "digits", "--storage", f"sqlite:///{db}"]
+    args = [sys.executable, "-m", "fishopt.cli", "study", str(spec), *common, "--n-trials", "2"]
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if _running_with_progress(db, "depth"):
+            if _running_with_progress(db, "slow"):
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         else:
             pytest.fail("no trial started running")
         proc.send_signal(signal.SIGINT)
@@ -205,28 +208,14 @@ def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(tmp_path: Path, en
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "resume" in stderr
-    trials = load(db, "depth").trials
+    trials = load(db, "slow").trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs.get("interrupted")
 
-    fishopt(
-        "study",
-        "depth",
-        "--data",
-        "digits",
-        "--epochs",
-        "150",
-        "--n-trials",
-        "1",
-        "--storage",
-        f"sqlite:///{db}",
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    fishopt("study", str(spec), *common, "--n-trials", "1", env=env, cwd=tmp_path)
     # The budget of 1 finished trial is met by re-running the interrupted configuration.
-    trials = load(db, "depth").trials
+    trials = load(db, "slow").trials
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 1
     assert done[0].params == failed[0].params
