@@ -225,8 +225,9 @@ def _print_summary(spec: specs.StudySpec, st: optuna.Study) -> None:
     rows = study.summarize(spec, st.get_trials(deepcopy=False))
     by = "optimizer" if spec.kind == "optimizers" else "configuration"
     table = Table(title=f"{st.study_name}: validation macro-F1 per {by}")
-    for col in (by, "complete", "pruned", "failed", "mean F1", "± sd", "best F1", "test F1 (best)"):
-        table.add_column(col, justify="left" if col == by else "right")
+    # Short headers: the table must fit an 80-column terminal without cutting the names.
+    for col in (by, "done", "pruned", "failed", "mean F1", "sd", "best F1", "test F1"):
+        table.add_column(col, justify="left" if col == by else "right", no_wrap=col == by)
     for r in rows[:25]:
         table.add_row(
             r.label,
