@@ -91,7 +91,8 @@ def test_sigterm_once_finishes_the_trial_twice_stops_it_now(
 ) -> None:
     """Two workers on two studies at once (one process start-up for both scenarios)."""
     once, twice = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("once", "twice"))
-    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=3)
+    # A budget never reached: both workers are stopped by signals long before.
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
     w1 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w1.log", env_for(once))
     w2 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w2.log", env_for(twice))
     running1 = wait_for("a trial in training", lambda: training(w1, once, "tiny"))
