@@ -40,7 +40,7 @@ StorageOpt = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        help=f"Optuna storage URL [env {config.ENV_STORAGE}; default {config.DEFAULT_STORAGE}]",
+        help=f"Optuna storage URL (env {config.ENV_STORAGE}; default {config.DEFAULT_STORAGE})",
         show_default=False,
     ),
 ]
@@ -48,8 +48,8 @@ DataOpt = Annotated[
     str | None,
     typer.Option(
         "--data",
-        help="Kaggle fish folder, class-per-folder image tree, 'synthetic[:N[:WxH[:SEED]]]'"
-        f" or 'digits' [env {config.ENV_DATA}; default: synthetic]",
+        help="Kaggle fish folder, class-per-folder image tree, 'synthetic:N:WxH:SEED'"
+        f" (parts optional) or 'digits' (env {config.ENV_DATA}; default: synthetic)",
         show_default=False,
     ),
 ]
@@ -57,7 +57,7 @@ CacheOpt = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
-        help=f"preprocessed-array cache [env {config.ENV_CACHE}; default ~/.cache/fishopt]",
+        help=f"preprocessed-array cache (env {config.ENV_CACHE}; default ~/.cache/fishopt)",
         show_default=False,
     ),
 ]
@@ -79,6 +79,18 @@ def _callback(progress: Progress, task: int) -> data.Progress:
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
+# Options shared by `study` and `worker`: one definition, so the two commands cannot drift.
+EpochsOpt = Annotated[int | None, typer.Option(min=1)]
+SeedOpt = Annotated[int | None, typer.Option(min=0)]
+NameOpt = Annotated[
+    str | None, typer.Option("--name", help="name in storage (default: the spec's name)")
+]
+ImageSizeOpt = Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 59x45")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch threads")]
+StrictOpt = Annotated[bool, typer.Option(help="refuse unreadable image files")]
+
+
 @app.command("study")
 def study_cmd(
     name: Annotated[str, typer.Argument(help="study spec: a name in studies/ or a .toml path")],
@@ -86,15 +98,13 @@ def study_cmd(
     storage: StorageOpt = None,
     n_trials: Annotated[int | None, typer.Option(min=1, help="total trial budget")] = None,
     timeout: Annotated[float | None, typer.Option(min=1, help="seconds for this run")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: Annotated[int | None, typer.Option(min=0)] = None,
-    study_name: Annotated[
-        str | None, typer.Option("--name", help="name in storage [default: the spec's name]")
-    ] = None,
-    image_size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 59x45")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
-    strict: Annotated[bool, typer.Option(help="refuse unreadable image files")] = False,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    study_name: NameOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    strict: StrictOpt = False,
     cache_dir: CacheOpt = None,
     jobs: Annotated[
         int, typer.Option(min=1, help="worker processes sharing the study (cores divided)")
@@ -583,15 +593,13 @@ def worker_cmd(
         int | None, typer.Option(min=1, help="global trial budget (recorded in the study)")
     ] = None,
     timeout: Annotated[float | None, typer.Option(min=1, help="seconds for this worker")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: Annotated[int | None, typer.Option(min=0)] = None,
-    study_name: Annotated[
-        str | None, typer.Option("--name", help="name in storage [default: the spec's name]")
-    ] = None,
-    image_size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 59x45")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
-    strict: Annotated[bool, typer.Option(help="refuse unreadable image files")] = False,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    study_name: NameOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    strict: StrictOpt = False,
     cache_dir: CacheOpt = None,
     heartbeat_interval: HeartbeatOpt = None,
     grace_period: GraceOpt = None,
