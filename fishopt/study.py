@@ -250,8 +250,13 @@ def requeue_interrupted(study: optuna.Study) -> int:
 
 
 def objective(
-    ctx: Context, on_trained: TrainedHook | None = None
+    ctx: Context,
+    on_trained: TrainedHook | None = None,
+    stop_now: Callable[[], bool] | None = None,
 ) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective. ``stop_now`` is polled at each epoch boundary: a stop requested
+    there interrupts the trial between storage writes, never inside one (an interrupt in the
+    middle of a write leaves Optuna unable to record the trial's end)."""
     spec = ctx.spec
 
     def run(trial: optuna.Trial) -> float:
@@ -271,6 +276,8 @@ def objective(
         history: list[EpochRecord] = []
 
         def on_epoch(record: EpochRecord) -> None:
+            if stop_now is not None and stop_now():
+                raise KeyboardInterrupt
             history.append(record)
             trial.report(record.valid_f1, record.epoch)
             if math.isfinite(record.train_loss) and trial.should_prune():

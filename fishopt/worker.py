@@ -5,8 +5,8 @@ budget is spent (``claim`` hands out slots so it is never overshot). Signals are
 no trial is ever left RUNNING:
 
 - SIGTERM/SIGINT once: the current trial finishes and is stored, then the worker exits 0;
-- twice: the current trial is stopped at once, marked FAIL (``interrupted``) and queued again
-  for another worker, and the worker exits 128 + signal;
+- twice: the current trial is stopped at its next epoch boundary, marked FAIL (``interrupted``)
+  and queued again for another worker, and the worker exits 128 + signal;
 - SIGKILL (or a lost machine): the trial's heartbeats stop, and after the grace period another
   worker fails it and runs the same parameters again (with the same seed).
 
@@ -55,7 +55,7 @@ class Flags:
     soft: bool = False  # finish the current trial, then exit
     hard: bool = False  # stop now
     signum: int = 0
-    interruptible: bool = False  # True only while training or idly waiting (no storage write)
+    interruptible: bool = False  # True only while idly waiting (no storage write)
 
     @property
     def exit_code(self) -> int:
@@ -129,7 +129,9 @@ def work(
             f"study {st.study_name!r} has neither a trial budget nor a timeout; "
             "pass --n-trials or --timeout"
         )
-    inner = study.objective(ctx, on_trained)
+    # A second signal stops training at the next epoch boundary (study.objective polls it),
+    # so the interrupt never lands inside one of Optuna's storage writes.
+    inner = study.objective(ctx, on_trained, stop_now=lambda: flags.hard)
     me = worker_id()
     current: dict[str, optuna.Trial] = {}
 
@@ -142,7 +144,6 @@ def work(
             if flags.hard:  # the second signal came while this trial was being created
                 space.suggest(trial, ctx.spec)  # its parameters, so it can be queued again
                 raise KeyboardInterrupt
-            flags.interruptible = True
             return inner(trial)
         except KeyboardInterrupt:
             flags.interruptible = False
