@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fishopt import artifacts, export, predict, synthetic
-from fishopt.model import MLPSpec, build_mlp
+from fishopt.bundle import artifacts, export, predict
+from fishopt.data import synthetic
+from fishopt.training.model import MLPSpec, build_mlp
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUNDARY = "fishopt-bench-boundary"

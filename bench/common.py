@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from fishopt import data, synthetic
-from fishopt.hardware import ISA_FLAGS, cpu_info, usable_cores
+from fishopt import data
+from fishopt.data import synthetic
+from fishopt.training.hardware import ISA_FLAGS, cpu_info, usable_cores
 
 
 @dataclass

@@ -21,8 +21,11 @@ import torch
 from optuna.trial import TrialState
 
 from bench.common import Figure
-from fishopt import config, data, runner, spec, study
-from fishopt.optim import OptimSpec, build_optimizer
+from fishopt import config, data
+from fishopt.search import objective as study
+from fishopt.search import session as runner
+from fishopt.search import spec
+from fishopt.training.optim import OptimSpec, build_optimizer
 
 STUDIES = Path(__file__).resolve().parent / "studies"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -10,9 +10,9 @@ import torch
 from bench.common import Figure, interleave
 from bench.seed import train_seed_style
 from fishopt import data
-from fishopt.model import MLPSpec, macs_per_sample
-from fishopt.optim import OptimSpec
-from fishopt.train import TrainConfig, train
+from fishopt.training.model import MLPSpec, macs_per_sample
+from fishopt.training.optim import OptimSpec
+from fishopt.training.train import TrainConfig, train
 
 HIDDEN = (256, 128)
 GEMM_N = 2048  # a square fp32 GEMM big enough to run at the BLAS's best rate

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from fishopt.model import MLPSpec, build_mlp
+from fishopt.training.model import MLPSpec, build_mlp
 
 
 class FishDataset(TorchDataset):

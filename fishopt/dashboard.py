@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt import notes
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
-from fishopt.storage import open_storage
+from fishopt.search.storage import open_storage
 
 log = logging.getLogger(__name__)
 CURVES_ID = "fishopt-curves"  # graph object id: rewritten in place as trials finish

@@ -28,8 +28,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fishopt import predict
-from fishopt.predict import Bundle, ImageRejected
+from fishopt.bundle import predict
+from fishopt.bundle.predict import Bundle, ImageRejected
 
 MB = 1024 * 1024
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fishopt import synthetic
+from fishopt.data import synthetic
 
 TINY_SIZE = (118, 89)  # 1/5 of the Kaggle photo size: same aspect, fast to write
 

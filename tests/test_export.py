@@ -11,9 +11,10 @@ import pytest
 from conftest import run_main
 from optuna.trial import TrialState, create_trial
 
-from fishopt import artifacts, config, export
+from fishopt import config
+from fishopt.bundle import artifacts, export
 from fishopt.errors import FishoptError
-from fishopt.storage import open_storage
+from fishopt.search.storage import open_storage
 
 
 def _study(exported: dict) -> optuna.Study:
@@ -188,7 +189,7 @@ def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
 
     import torch
 
-    from fishopt.model import MLPSpec, build_mlp
+    from fishopt.training.model import MLPSpec, build_mlp
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
     folder = tmp_path / "shared-artifacts"
@@ -225,7 +226,7 @@ def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
 def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from fishopt.model import MLPSpec, build_mlp
+    from fishopt.training.model import MLPSpec, build_mlp
 
     (tmp_path / "a-file").write_text("not a folder")
     hook = artifacts.keep_best(tmp_path / "a-file" / "artifacts")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fishopt import optim
-from fishopt.model import MLPSpec, build_mlp, count_parameters, parameter_count
+from fishopt.training import optim
+from fishopt.training.model import MLPSpec, build_mlp, count_parameters, parameter_count
 
 
 def test_layers_follow_the_spec() -> None:

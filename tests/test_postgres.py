@@ -34,8 +34,9 @@ from worker_support import (
     worker_args,
 )
 
-from fishopt import claim, config, redact
-from fishopt.storage import open_storage
+from fishopt import config, redact
+from fishopt.search import claim
+from fishopt.search.storage import open_storage
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import pytest
 from conftest import run_main
 from PIL import Image
 
-from fishopt import data, predict
+from fishopt import data
+from fishopt.bundle import predict
 from fishopt.errors import FishoptError
 
 

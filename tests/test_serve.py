@@ -110,7 +110,7 @@ def post(server: Server, files: list[tuple[str, tuple[str, bytes, str]]]) -> htt
 def test_predict_answers_for_a_kaggle_sized_png(
     server: Server, kaggle_png: Path, exported: dict
 ) -> None:
-    from fishopt import predict
+    from fishopt.bundle import predict
 
     r = post(server, [("files", ("fish.png", kaggle_png.read_bytes(), "image/png"))])
     assert r.status_code == 200, r.text

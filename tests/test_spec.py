@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fishopt import space, spec
 from fishopt.errors import FishoptError
+from fishopt.search import space, spec
 
 SHIPPED = ("optimizers", "widths", "depth", "full")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fishopt import data, synthetic
+from fishopt import data
+from fishopt.data import synthetic
 
 
 def _digest(root: Path) -> str:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from fishopt import data
-from fishopt.model import MLPSpec
-from fishopt.optim import OptimSpec
-from fishopt.train import EpochRecord, TrainConfig, train
+from fishopt.training.model import MLPSpec
+from fishopt.training.optim import OptimSpec
+from fishopt.training.train import EpochRecord, TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import torch
 from sklearn.metrics import f1_score
 
 from fishopt import data
-from fishopt.hardware import native_bf16
-from fishopt.model import MLPSpec
-from fishopt.optim import OptimSpec
-from fishopt.train import TrainConfig, _accuracy_f1, resolve_precision, train
+from fishopt.training.hardware import native_bf16
+from fishopt.training.model import MLPSpec
+from fishopt.training.optim import OptimSpec
+from fishopt.training.train import TrainConfig, _accuracy_f1, resolve_precision, train
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,12 @@ from worker_support import (
     worker_args,
 )
 
-from fishopt import claim, config, worker
+from fishopt import config
 from fishopt.cli import app
 from fishopt.errors import FishoptError
-from fishopt.storage import open_storage, sqlite_warnings
+from fishopt.search import claim
+from fishopt.search import loop as worker
+from fishopt.search.storage import open_storage, sqlite_warnings
 
 EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
 
@@ -80,7 +82,7 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(
     assert len({t.user_attrs["worker"] for t in ts}) >= 2
     assert len({t.params["lr"] for t in ts}) == len(ts)  # no two workers drew the same lr
     # Every trial's seed is derived from the study seed and its number, so it can be re-run.
-    from fishopt.study import derive_seed
+    from fishopt.search.objective import derive_seed
 
     assert all(t.user_attrs["seed"] == derive_seed(3, t.number) for t in ts)
 
@@ -306,7 +308,7 @@ def test_doctor_finds_duplicate_trial_numbers(tmp_path: Path) -> None:
 def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
     """A worker killed between creating a trial and its first heartbeat: Optuna never fails
     such a trial, so the workers' claim step (doctor.fail_silent) does, once it is old."""
-    from fishopt import doctor
+    from fishopt.search import doctor
 
     url = f"sqlite:///{tmp_path / 'silent.db'}"
     hb = config.Heartbeat(1, 3, 2)

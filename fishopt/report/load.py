@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
 from fishopt.notes import ATTR
-from fishopt.storage import open_storage
+from fishopt.search.storage import open_storage
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import optuna
 import torch
 
-from fishopt import data, study
+from fishopt import data
 from fishopt.config import Settings
 from fishopt.errors import FishoptError
-from fishopt.spec import StudySpec
-from fishopt.storage import open_storage
+from fishopt.search import objective as study
+from fishopt.search.spec import StudySpec
+from fishopt.search.storage import open_storage
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -80,7 +81,7 @@ def budget(spec: StudySpec, n_trials: int | None) -> int | None:
     if spec.n_trials is not None:
         return spec.n_trials
     if spec.sampler["name"] == "grid":
-        from fishopt.space import grid_size
+        from fishopt.search.space import grid_size
 
         return grid_size(spec)
     return None

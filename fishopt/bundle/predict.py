@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 
 from fishopt import data
 from fishopt.errors import FishoptError
-from fishopt.model import MLPSpec, build_mlp
+from fishopt.training.model import MLPSpec, build_mlp
 
 META = "model.json"
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})

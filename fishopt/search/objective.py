@@ -21,13 +21,13 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import space
 from fishopt.data import Dataset, Split
 from fishopt.errors import FishoptError
-from fishopt.model import MLPSpec, build_mlp, parameter_count
 from fishopt.notes import save_study_note
-from fishopt.spec import StudySpec
-from fishopt.train import EpochRecord, TrainConfig, TrainResult, evaluate, train
+from fishopt.search import space
+from fishopt.search.spec import StudySpec
+from fishopt.training.model import MLPSpec, build_mlp, parameter_count
+from fishopt.training.train import EpochRecord, TrainConfig, TrainResult, evaluate, train
 
 ATTR = "fishopt"  # study user attribute holding what the study was created from
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

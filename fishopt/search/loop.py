@@ -32,10 +32,14 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import artifacts, claim, config, data, doctor, runner, space, study
-from fishopt import spec as specs
+from fishopt import config, data
+from fishopt.bundle import artifacts
 from fishopt.errors import FishoptError
-from fishopt.storage import backend, open_storage, sqlite_path, sqlite_warnings
+from fishopt.search import claim, doctor, space
+from fishopt.search import objective as study
+from fishopt.search import session as runner
+from fishopt.search import spec as specs
+from fishopt.search.storage import backend, open_storage, sqlite_path, sqlite_warnings
 
 Log = Callable[[str], None]
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fishopt import optim
 from fishopt.errors import FishoptError
+from fishopt.training import optim
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
@@ -126,7 +126,7 @@ def builtin_dir() -> Path:
     packaged = Path(str(resources.files("fishopt"))) / "_studies"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "studies"
+    return Path(__file__).resolve().parents[2] / "studies"
 
 
 def search_dirs(extra: str | Path | None = None) -> list[Path]:

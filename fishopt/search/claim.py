@@ -30,7 +30,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from fishopt.storage import backend, sqlite_path
+from fishopt.search.storage import backend, sqlite_path
 
 CLAIMED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 BUDGET_ATTR = "fishopt_budget"  # study user attr: the global trial budget, set by --n-trials

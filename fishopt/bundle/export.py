@@ -32,13 +32,17 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import artifacts, data, runner, space, study
+from fishopt import data
+from fishopt.bundle import artifacts
 from fishopt.config import Settings, mask_url
 from fishopt.errors import FishoptError
-from fishopt.model import MLPSpec, build_mlp
-from fishopt.spec import Range, StudySpec
-from fishopt.storage import open_storage
-from fishopt.train import Metrics, TrainConfig, evaluate, logits_of, train
+from fishopt.search import objective as study
+from fishopt.search import session as runner
+from fishopt.search import space
+from fishopt.search.spec import Range, StudySpec
+from fishopt.search.storage import open_storage
+from fishopt.training.model import MLPSpec, build_mlp
+from fishopt.training.train import Metrics, TrainConfig, evaluate, logits_of, train
 
 FORMAT = "fishopt-bundle"
 FORMAT_VERSION = 1

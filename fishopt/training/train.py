@@ -23,9 +23,9 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 
-from fishopt.hardware import native_bf16
-from fishopt.model import MLPSpec, build_mlp
-from fishopt.optim import OptimSpec, build_optimizer
+from fishopt.training.hardware import native_bf16
+from fishopt.training.model import MLPSpec, build_mlp
+from fishopt.training.optim import OptimSpec, build_optimizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # bf16 autocast only pays once the matmuls are big enough to hide the casts and the fp32

@@ -19,9 +19,10 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import claim, config
+from fishopt import config
 from fishopt.errors import FishoptError
-from fishopt.storage import backend, open_storage, sqlite_warnings
+from fishopt.search import claim
+from fishopt.search.storage import backend, open_storage, sqlite_warnings
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 
 import optuna
 
-from fishopt.optim import OptimSpec
-from fishopt.spec import DEFAULT_FIXED, Range, StudySpec
+from fishopt.search.spec import DEFAULT_FIXED, Range, StudySpec
+from fishopt.training.optim import OptimSpec
 
 # Spec names whose trial parameter is named differently.
 PARAM_NAME = {"units": "n_units_l0"}

@@ -29,11 +29,11 @@ from optuna.trial import FrozenTrial, TrialState
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from fishopt import space
 from fishopt.errors import FishoptError
-from fishopt.model import MLPSpec
-from fishopt.study import Context, TrainedHook
-from fishopt.train import TrainResult
+from fishopt.search import space
+from fishopt.search.objective import Context, TrainedHook
+from fishopt.training.model import MLPSpec
+from fishopt.training.train import TrainResult
 
 ATTR = "model_artifact"  # trial user attribute: {"id", "sha256", "bytes", "model"}
 FILENAME = "model.safetensors"

@@ -1,0 +1,41 @@
+"""The ``fishopt`` command line: Typer commands that parse, call one library function, display.
+
+One module per command group (``study``, ``data``, ``bundle``, ``views``); options that several
+commands take are declared once in ``common``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import optuna
+from rich.markup import escape
+
+from fishopt import config
+from fishopt.cli.common import app, err
+from fishopt.errors import FishoptError
+
+# The command modules register their commands on import, in the order --help lists them.
+# isort: off
+from fishopt.cli import study, data, bundle, views  # noqa: F401
+
+# isort: on
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from fishopt import redact
+
+    redact.install()
+    try:
+        app()
+    except FishoptError as exc:
+        message = escape(config.redact(str(exc), config.secrets()))
+        err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Exception:  # a bug: keep the traceback, but never with a password in it
+        redact.print_exception()
+        sys.exit(1)

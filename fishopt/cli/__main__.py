@@ -1,0 +1,3 @@
+from fishopt.cli import main
+
+main()

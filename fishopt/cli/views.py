@@ -1,0 +1,74 @@
+"""`dashboard` and `report`: watching studies live and reading them afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fishopt import config
+from fishopt.cli.common import StorageOpt, app, console, err
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind; loopback unless --allow-remote")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8080,
+    allow_remote: Annotated[
+        bool, typer.Option(help="allow a non-loopback --host (no login: anyone can edit)")
+    ] = False,
+    artifacts_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"artifact store [env {config.ENV_ARTIFACTS}; default beside the db]"),
+    ] = None,
+) -> None:
+    """Serve optuna-dashboard on fishopt's storage and artifact store."""
+    from fishopt import dashboard
+
+    settings = config.resolve(storage=storage, artifacts_dir=artifacts_dir)
+    warning = dashboard.check_host(host, allow_remote)
+    if warning:
+        err.print(f"[yellow]{warning}[/yellow]")
+    dash = dashboard.create(
+        settings.storage,
+        settings.artifacts_dir,
+        host,
+        port,
+        on_sync_error=lambda msg: err.print(f"[yellow]could not write notes: {msg}[/yellow]"),
+    )
+    if dash.studies == 0:
+        err.print(f"[yellow]no studies in {config.mask_url(settings.storage)} yet[/yellow]")
+    err.print(
+        f"optuna-dashboard for {config.mask_url(settings.storage)} (artifacts "
+        f"{settings.artifacts_dir}) at {dash.address} ; Ctrl-C stops it",
+        soft_wrap=True,
+    )
+    try:
+        dash.serve_forever()
+    except KeyboardInterrupt:
+        err.print("dashboard stopped")
+
+
+@app.command("report")
+def report_cmd(
+    studies: Annotated[list[str], typer.Argument(help="study names in the storage")],
+    storage: StorageOpt = None,
+    out: Annotated[Path, typer.Option(help="folder for the HTML pages and summary.md")] = Path(
+        "fishopt-report"
+    ),
+) -> None:
+    """Write a self-contained HTML report and a Markdown summary of one or more studies."""
+    from fishopt import report
+
+    written = report.build(config.resolve_storage(storage), studies, out)
+    for line in written.findings:
+        console.print(line, soft_wrap=True)
+    console.print(
+        f"wrote {written.index} (comparison), {len(written.pages)} study page(s) and "
+        f"{written.summary}",
+        soft_wrap=True,
+    )
