@@ -1,9 +1,9 @@
-"""Figures 4, 5 and 6: whole studies run through fishopt.runner, as ``fishopt study`` runs them.
+"""Figures 4, 5 and 6: whole studies run by the trial loop that ships (``search.loop``).
 
-Workers are plain processes that share one SQLite study through ``fishopt.runner`` (the
-``fishopt worker`` command is built separately); each sets its torch threads before any tensor
-work. Timing starts when every worker has built its context (a barrier), so interpreter start-up
-and data loading, which a long study pays once, do not count as per-trial overhead.
+Workers are processes that each run ``loop.run_worker``, exactly as ``fishopt worker`` and each
+``fishopt study --jobs N`` child do. Timing starts when every worker has its session (a barrier
+in ``on_session``), so interpreter start-up and data loading, which a long study pays once, do
+not count as per-trial overhead.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import torch
 from optuna.trial import TrialState
 
 from bench.common import Figure
-from fishopt import config, data
-from fishopt.search import objective as study
-from fishopt.search import session as runner
-from fishopt.search import spec
+from fishopt import config
+from fishopt.search import claim, loop
+from fishopt.search.session import Options, Session, build_context, open_study, spec_for
+from fishopt.search.storage import open_storage
 from fishopt.training.optim import OptimSpec, build_optimizer
 
 STUDIES = Path(__file__).resolve().parent / "studies"
@@ -41,11 +41,23 @@ class Job:
     n_trials: int
     seed: int = 0
 
+    def options(self, threads: int | None = None) -> Options:
+        return Options(
+            study=str(STUDIES / f"{self.spec_name}.toml"),
+            data=str(self.root),
+            storage=self.storage,
+            n_trials=self.n_trials or None,
+            seed=self.seed,
+            name=self.name,
+            threads=threads,
+            cache_dir=self.cache_dir,
+            artifacts_dir=self.cache_dir / "bench-artifacts",
+        )
+
 
 def quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
 def _start_up() -> None:
@@ -53,28 +65,20 @@ def _start_up() -> None:
     build_optimizer(OptimSpec("Adam"), [torch.nn.Parameter(torch.zeros(1))])
 
 
-def _context(job: Job) -> study.Context:
-    sp = spec.load(str(STUDIES / f"{job.spec_name}.toml")).with_overrides(seed=job.seed)
-    settings = config.resolve(storage=job.storage, cache_dir=job.cache_dir, env={})
-    source = data.SourceSpec("kaggle", path=job.root)
-    return runner.build_context(sp, source, settings).ctx
+def _silent(_message: str) -> None:
+    pass
 
 
 def _worker(job: Job, threads: int, barrier) -> None:
-    runner.set_threads(threads)  # first, before any tensor work
+    torch.set_num_threads(threads)  # first, before any tensor work
     quiet()
     _start_up()
-    ctx = _context(job)
-    st = runner.open_and_prepare(ctx, job.storage, job.name)
-    barrier.wait()
-    stop = optuna.study.MaxTrialsCallback(job.n_trials, states=FINISHED)
-    runner.run(ctx, st, n_trials=job.n_trials, timeout=None, callbacks=[stop])
+    loop.run_worker(job.options(threads), _silent, on_session=lambda _s: barrier.wait())
 
 
 def run_parallel(job: Job, workers: int, threads: int) -> tuple[float, list]:
     """Run ``job`` with ``workers`` processes x ``threads`` threads; (wall seconds, trials)."""
     quiet()
-    runner.open_and_prepare(_context(job), job.storage, job.name)  # create once, no race
     mpc = mp.get_context("spawn")
     barrier = mpc.Barrier(workers + 1)
     procs = [mpc.Process(target=_worker, args=(job, threads, barrier)) for _ in range(workers)]
@@ -109,11 +113,13 @@ def _search(job: Job) -> tuple[list[tuple[float, float]], float, int, list[float
     """One in-process study: [(seconds since start, best so far)], wall, pruned, all values."""
     quiet()
     _start_up()
-    ctx = _context(job)
-    st = runner.open_and_prepare(ctx, job.storage, job.name)
     trajectory: list[tuple[float, float]] = []
     best = -math.inf
     t0 = time.perf_counter()
+
+    def start(_s: Session) -> None:
+        nonlocal t0
+        t0 = time.perf_counter()
 
     def record(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         nonlocal best
@@ -121,9 +127,11 @@ def _search(job: Job) -> tuple[list[tuple[float, float]], float, int, list[float
             best = max(best, t.value)
         trajectory.append((time.perf_counter() - t0, best))
 
-    budget = runner.budget(ctx.spec, None)
-    runner.run(ctx, st, n_trials=budget, timeout=None, callbacks=[record])
+    session, _ = loop.run_worker(
+        job.options(), _silent, distributed=False, callbacks=[record], on_session=start
+    )
     wall = time.perf_counter() - t0
+    st = session.study
     pruned = len(st.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
     values = [t.value for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     return trajectory, wall, pruned, values
@@ -227,10 +235,20 @@ def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int) -> str:
     """The same study in one process on InMemoryStorage: the overhead left without a database."""
     quiet()
     _start_up()
-    ctx = _context(Job("overhead", root, cache_dir, "sqlite:///:memory:", "bound", n_trials))
-    st = study.open_study(ctx, optuna.storages.InMemoryStorage(), "bound")
+    job = Job("overhead", root, cache_dir, "sqlite:///:memory:", "bound", n_trials)
+    opts = job.options()
+    settings = config.resolve(storage=job.storage, cache_dir=cache_dir)
+    hb = config.resolve_heartbeat()
+    spec = spec_for(opts, open_storage(job.storage))
+    from fishopt import data
+
+    ctx, _hit, _s = build_context(spec, data.parse_source(str(root)), settings)
+    memory = optuna.storages.InMemoryStorage()
+    st = open_study(ctx, memory, "bound", distributed=False)  # type: ignore[arg-type]
+    claim.set_budget(st, n_trials)
+    session = Session(opts, settings, hb, memory, ctx, st, claim.ThreadLock())  # type: ignore[arg-type]
     t0 = time.perf_counter()
-    runner.run(ctx, st, n_trials=n_trials, timeout=None)
+    loop.run(session, flags=loop.Flags(), log=_silent)
     wall = time.perf_counter() - t0
     inside = _train_seconds(st.get_trials(deepcopy=False, states=FINISHED))
     line = f"train {inside:.1f}s / wall {wall:.1f}s x 1 core = {inside / wall:.3f}"

@@ -34,14 +34,25 @@ def resolve_storage(flag: str | None = None, env: dict[str, str] | None = None) 
     return flag or env.get(ENV_STORAGE) or DEFAULT_STORAGE
 
 
+def backend(url: str) -> str:
+    """'sqlite', 'postgresql', 'mysql', ... from a SQLAlchemy URL."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL; None for other backends and in-memory DBs."""
+    if backend(url) != "sqlite":
+        return None
+    path = url.split("://", 1)[-1].removeprefix("/").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
 def default_artifacts_dir(storage: str) -> Path:
     """Artifacts sit beside a SQLite file, else in ./fishopt-artifacts."""
-    if storage.startswith("sqlite:///"):
-        path = storage.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            db = Path(path)
-            return db.parent / f"{db.stem}-artifacts"
-    return Path("fishopt-artifacts")
+    db = sqlite_path(storage)
+    return db.parent / f"{db.stem}-artifacts" if db is not None else Path("fishopt-artifacts")
 
 
 def resolve(

@@ -262,3 +262,52 @@ def test_storage_errors_mask_the_password(tmp_path: Path, env) -> None:
         "studies", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db", env=env, check=False
     )
     assert proc.returncode == 2 and "cannot open storage" in proc.stderr
+
+
+def test_summary_table_fits_80_columns_with_every_number_readable() -> None:
+    """Long TPE configurations wrap in their own column; numbers never squeeze to nothing."""
+    import io
+    import random
+    import re
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from rich.console import Console
+
+    from fishopt.cli.study import summary_table
+    from fishopt.search.spec import StudySpec
+
+    rng = random.Random(0)
+    st = optuna.create_study(direction="maximize", study_name="a-rather-long-full-study-name")
+    dists = {
+        "dropout": FloatDistribution(0, 0.5),
+        "lr": FloatDistribution(1e-4, 0.1, log=True),
+        "optimizer": CategoricalDistribution(["AdamW", "SGD", "RMSprop"]),
+        "batch_norm": CategoricalDistribution([True, False]),
+    }
+    for _ in range(30):
+        params = {
+            "dropout": rng.random() / 2,
+            "lr": 10 ** rng.uniform(-4, -1),
+            "optimizer": rng.choice(["AdamW", "SGD", "RMSprop"]),
+            "batch_norm": rng.random() < 0.5,
+        }
+        attrs = {"hidden": [1024, 512, 256], "test_f1": rng.random()}
+        st.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=rng.random(), user_attrs=attrs
+            )
+        )
+    spec = StudySpec("full", "", "full", 2, 0, 1, None, None, space=dict.fromkeys(dists))
+    out = io.StringIO()
+    Console(file=out, width=80).print(summary_table(spec, st))
+    text = out.getvalue()
+    assert max(map(len, text.splitlines())) <= 80
+    numbers = re.findall(
+        r"│ +\d+ │ +\d+/\d+ │ +(\d\.\d{3}) │ +\d\.\d{3} │ +\d\.\d{3} │ +\d\.\d{3} │", text
+    )
+    assert len(numbers) == 15, text  # the top 15, each with all six numbers whole
+    assert "15 more; see `fishopt show a-rather-long-full-study-name`" in text.replace("\n", " ")
+    for value in re.findall(r"(?:lr|drop)=([0-9.e+-]+)", text):
+        mantissa = value.split("e")[0].replace(".", "").lstrip("0")
+        assert len(mantissa) <= 3, f"{value}: floats print with 3 significant digits"

@@ -35,7 +35,7 @@ from worker_support import (
 )
 
 from fishopt import config, redact
-from fishopt.search import claim
+from fishopt.search import claim, studies
 from fishopt.search.storage import open_storage
 
 
@@ -238,7 +238,7 @@ def _cut_budget(url: str, name: str) -> int:
     lock = claim.open_lock(storage, url, name)
     lock.acquire()
     try:
-        budget = claim.count(st).claimed + 1
+        budget = studies.tally(st.get_trials(deepcopy=False)).claimed + 1
         claim.set_budget(st, budget)
     finally:
         lock.release()
@@ -306,3 +306,69 @@ def test_tracebacks_and_logs_are_redacted(monkeypatch: pytest.MonkeyPatch) -> No
     assert config.secrets("postgresql+psycopg//fishopt:pw-in-bad-url@host/db", env={}) == (
         "pw-in-bad-url",
     )
+
+
+def _pg_cluster(action: str) -> None:
+    """Stop or start the local PostgreSQL cluster the test URL points at (needs root)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        pytest.skip("needs pg_ctlcluster as root to stop and start PostgreSQL")
+    subprocess.run(
+        ["pg_ctlcluster", "15", "main", action, *(["-m", "fast"] if action == "stop" else [])],
+        check=True,
+    )
+    if action == "start":
+        wait_for("PostgreSQL to accept connections", lambda: _reachable(), timeout=60)
+
+
+def _reachable() -> bool:
+    try:
+        engine = sqlalchemy.create_engine(
+            os.environ["FISHOPT_TEST_PG"], connect_args={"connect_timeout": 2}
+        )
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.slow
+def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
+    pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """The database goes away mid-trial: the worker stops within two heartbeat intervals with
+    a clear message instead of training on, and once the database is back another worker
+    retries the trial it left RUNNING."""
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    spec = spec_file(tmp_path, epochs=400, n_trials=1, name=name)
+    interval = 2
+    env = env_for(pg_url)
+    beats = ["--heartbeat-interval", str(interval), "--grace-period", "5"]
+    args = ["worker", str(spec), "--data", str(tiny_fish), "--cache-dir", str(fish_cache)]
+    w = start([*args, "--threads", "1", *beats], tmp_path / "w1.log", env)
+    try:
+        wait_for("a trial in training", lambda: training(w, pg_url, name, max_step=50))
+        _pg_cluster("stop")
+        stopped = time.monotonic()
+        code = w.proc.wait(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        _pg_cluster("start")
+        if w.proc.poll() is None:
+            w.proc.kill()
+    out = w.output()
+    assert code == 75, out
+    assert "lost the storage" in out and "Traceback" not in out, out
+    # Two intervals, plus the epoch in flight and process exit on a busy 2-core machine.
+    assert took < 2 * interval + 4, f"exited {took:.1f}s after the database stopped"
+
+    w2 = start([*args, "--threads", "1", *beats], tmp_path / "w2.log", env)
+    assert wait_exit([w2]) == [0], w2.output()
+    ts = trials(pg_url, name)
+    check_study(ts, budget=1, failed=1)
+    done = next(t for t in ts if t.state == TrialState.COMPLETE)
+    assert retried_from(done) == 0, "the abandoned trial 0 was run again"

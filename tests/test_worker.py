@@ -34,7 +34,6 @@ from fishopt import config
 from fishopt.cli import app
 from fishopt.errors import FishoptError
 from fishopt.search import claim
-from fishopt.search import loop as worker
 from fishopt.search.storage import open_storage, sqlite_warnings
 
 EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
@@ -85,6 +84,25 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(
     from fishopt.search.objective import derive_seed
 
     assert all(t.user_attrs["seed"] == derive_seed(3, t.number) for t in ts)
+
+
+@pytest.mark.slow
+def test_study_beside_a_worker_finishes_with_exactly_the_budget(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """`fishopt study` is one more worker: it claims slots under the same lock."""
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    spec = spec_file(tmp_path, epochs=2, n_trials=8)
+    env = env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD="3")
+    common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--threads", "1"]
+    worker = start(["worker", str(spec), *common], tmp_path / "worker.log", env)
+    study = start(["study", str(spec), *common, "--storage", url], tmp_path / "study.log", env)
+    assert wait_exit([worker, study]) == [0, 0], worker.output() + study.output()
+    ts = trials(url, "tiny")
+    check_study(ts, budget=8)
+    by = {str(t.user_attrs["worker"]).rsplit(":", 1)[1] for t in ts}
+    assert str(study.pid) in by, "the study process ran trials too"
+    assert "validation macro-F1" in study.output()  # and printed its summary
 
 
 @pytest.mark.slow
@@ -239,23 +257,33 @@ def test_claim_lock_is_exclusive_across_open_files(tmp_path: Path) -> None:
     b.release()
 
 
-def test_child_argv_round_trips_through_the_worker_command(tmp_path: Path) -> None:
-    opts = worker.WorkerOptions(
+def test_study_and_worker_take_the_same_run_options() -> None:
+    """Declared once: `study` has every option `worker` has, and only --jobs besides."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    opts = {
+        name: {o for p in commands[name].params for o in p.opts if o.startswith("--")}
+        for name in ("study", "worker")
+    }
+    assert opts["study"] - opts["worker"] == {"--jobs"}
+    assert opts["worker"] <= opts["study"]
+    assert {"--storage", "--n-trials", "--heartbeat-interval", "--data"} <= opts["worker"]
+
+
+def test_options_reach_a_jobs_child_whole(tmp_path: Path) -> None:
+    """--jobs hands children the options object itself (pickled), not re-encoded flags."""
+    import pickle
+
+    from fishopt.search.session import Options
+
+    opts = Options(
         study="optimizers",
         data="synthetic:12:118x89",
+        storage="postgresql+psycopg://u:pw@h/db",
         n_trials=5,
-        epochs=1,
-        name="opt-x",
-        threads=1,
         cache_dir=tmp_path,
         heartbeat_interval=1,
-        grace_period=3,
     )
-    argv = worker.child_argv(opts)
-    assert "--storage" not in argv  # the URL travels by environment, not via `ps`
-    command = typer.main.get_command(app).commands[argv[0]]  # type: ignore[attr-defined]
-    known = {o for p in command.params for o in p.opts}
-    assert {a for a in argv if a.startswith("--")} <= known
+    assert pickle.loads(pickle.dumps(opts)) == opts
 
 
 def _stale_study(tmp_path: Path) -> tuple[str, optuna.Study, int]:
@@ -307,8 +335,8 @@ def test_doctor_finds_duplicate_trial_numbers(tmp_path: Path) -> None:
 
 def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
     """A worker killed between creating a trial and its first heartbeat: Optuna never fails
-    such a trial, so the workers' claim step (doctor.fail_silent) does, once it is old."""
-    from fishopt.search import doctor
+    such a trial, so the workers' claim step (liveness.fail_dead) does, once it is old."""
+    from fishopt.search import liveness
 
     url = f"sqlite:///{tmp_path / 'silent.db'}"
     hb = config.Heartbeat(1, 3, 2)
@@ -317,13 +345,14 @@ def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
         trial = st.ask()
     trial.suggest_float("x", 0, 1)
-    assert doctor.fail_silent(st, storage, hb) == []  # just created: leave it alone
+    liveness.fail_dead(st, storage, hb)  # just created: leave it alone
+    assert [t.state for t in st.get_trials(deepcopy=False)] == [TrialState.RUNNING]
     with storage.engine.begin() as conn:  # as if created ten minutes ago
         conn.execute(
             sqlalchemy.text("UPDATE trials SET datetime_start = :t"),
             {"t": "2000-01-01 00:00:00.000000"},
         )
-    assert doctor.fail_silent(st, storage, hb) == [trial.number]
+    liveness.fail_dead(st, storage, hb)
     after = st.get_trials(deepcopy=False)
     assert [t.state for t in after] == [TrialState.FAIL, TrialState.WAITING]
     assert after[1].params == after[0].params

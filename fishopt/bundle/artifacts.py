@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
+import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,11 +31,13 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from fishopt.errors import FishoptError
-from fishopt.search import space
-from fishopt.search.objective import Context, TrainedHook
+from fishopt.files import atomic_file
+from fishopt.search.studies import best_completed
 from fishopt.training.model import MLPSpec
 from fishopt.training.train import TrainResult
 
+# The hook's shape, as ``search.objective.TrainedHook`` expects it.
+TrainedHook = Callable[[optuna.Trial, MLPSpec, TrainResult], None]
 ATTR = "model_artifact"  # trial user attribute: {"id", "sha256", "bytes", "model"}
 FILENAME = "model.safetensors"
 
@@ -47,17 +50,8 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
         super().__init__(base_path)
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        final = self._get_filepath(artifact_id)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := content_body.read(1 << 20):
-                    f.write(chunk)
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(self._get_filepath(artifact_id)) as f:
+            shutil.copyfileobj(content_body, f, 1 << 20)
 
 
 def open_store(folder: Path) -> AtomicFileSystemArtifactStore:
@@ -70,25 +64,13 @@ def weights_bytes(state: dict[str, torch.Tensor], model: MLPSpec) -> bytes:
     return save_safetensors(tensors, metadata={"fishopt_model": json.dumps(model.to_dict())})
 
 
-def _best_completed(study: optuna.Study) -> FrozenTrial | None:
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    return max(done, key=lambda t: t.value) if done else None
-
-
 def keep_best(folder: Path) -> TrainedHook:
     """The ``on_trained`` hook that stores a trial's weights when it beats the study's best."""
 
-    def hook(
-        trial: optuna.Trial, ctx: Context, cfg: space.TrialConfig, result: TrainResult
-    ) -> None:
-        best = _best_completed(trial.study)
+    def hook(trial: optuna.Trial, model: MLPSpec, result: TrainResult) -> None:
+        best = best_completed(trial.study.get_trials(deepcopy=False))
         if best is not None and result.best_valid_f1 <= float(best.value):  # type: ignore[arg-type]
             return
-        model = MLPSpec(ctx.in_features, cfg.hidden, ctx.n_classes, cfg.dropout, cfg.batch_norm)
         blob = weights_bytes(result.state, model)
         try:
             store = open_store(folder)

@@ -13,7 +13,7 @@ from rich.table import Table
 from fishopt import config
 from fishopt.cli.common import ArtifactsOpt, CacheOpt, DataOpt, StorageOpt, _fmt, app, console, err
 from fishopt.errors import FishoptError
-from fishopt.search import session as runner
+from fishopt.training.hardware import set_threads
 
 
 @app.command("export-best")
@@ -110,7 +110,7 @@ def serve_cmd(
     from fishopt import serve
     from fishopt.bundle import predict
 
-    runner.set_threads(threads)
+    set_threads(threads)
     loaded = predict.load_bundle(bundle)  # refuse a damaged bundle before binding the port
     limits = serve.Limits(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),

@@ -5,8 +5,11 @@ User mistakes arrive as ``FishoptError`` and leave as one red line and exit code
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -122,3 +125,65 @@ GraceOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+# The options of every command that runs trials (`study`, `worker`), declared once as data:
+# (parameter name, annotated type, default). `run_options` adds them to a command and hands the
+# command one `session.Options`.
+RUN_OPTIONS: list[tuple[str, object, object]] = [
+    ("data", DataOpt, None),
+    ("storage", StorageOpt, None),
+    (
+        "n_trials",
+        Annotated[
+            int | None, typer.Option(min=1, help="total trial budget (recorded in the study)")
+        ],
+        None,
+    ),
+    ("timeout", Annotated[float | None, typer.Option(min=1, help="seconds for this run")], None),
+    ("epochs", EpochsOpt, None),
+    ("seed", SeedOpt, None),
+    ("name", NameOpt, None),
+    ("image_size", ImageSizeOpt, None),
+    ("device", DeviceOpt, "auto"),
+    ("threads", ThreadsOpt, None),
+    ("strict", StrictOpt, False),
+    ("cache_dir", CacheOpt, None),
+    ("artifacts_dir", ArtifactsOpt, None),
+    ("heartbeat_interval", HeartbeatOpt, None),
+    ("grace_period", GraceOpt, None),
+    (
+        "max_retry",
+        Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                help=f"re-runs of a dead worker's trial [env {config.ENV_MAX_RETRY}; "
+                f"default {config.DEFAULT_MAX_RETRY}]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+]
+
+
+def run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command(name, opts, **own)`` every run option; it receives them as ``opts``."""
+    from fishopt.search.session import Options
+
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in RUN_OPTIONS
+    ]
+    names = {name for name, _kind, _default in RUN_OPTIONS}
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: object) -> None:
+        name = kwargs.pop("name_or_spec")
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        command(name_or_spec=name, opts=Options(study=str(name), **given), **kwargs)  # type: ignore[arg-type]
+
+    wrapper.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+    return wrapper

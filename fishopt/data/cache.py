@@ -7,13 +7,10 @@ once into the cache, then read by the same Kaggle loader.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from fishopt.data import synthetic
 from fishopt.data.preprocess import DEFAULT_IMAGE_SIZE, decode, description
 from fishopt.data.sources import SourceSpec, _Listing, list_images
 from fishopt.errors import FishoptError
+from fishopt.files import atomic_dir
 
 CACHE_VERSION = "1"
 Progress = Callable[[int, int], None]
@@ -105,9 +103,7 @@ def content_fingerprint(X: np.ndarray, y: np.ndarray, classes: Sequence[str]) ->
 
 
 def _write_cache(folder: Path, ds: Dataset) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:  # another process may win the race: its copy is identical
         np.save(tmp / "X.npy", ds.X)
         np.save(tmp / "y.npy", ds.y)
         meta = {
@@ -118,11 +114,6 @@ def _write_cache(folder: Path, ds: Dataset) -> None:
             "skipped": list(ds.skipped),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        # If another process won the race, its copy is identical: keep it.
-        with contextlib.suppress(OSError):
-            os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_cache(folder: Path) -> Dataset | None:

@@ -20,19 +20,16 @@ import fcntl
 import hashlib
 import os
 import threading
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
 
-from fishopt.search.storage import backend, sqlite_path
+from fishopt.config import backend, sqlite_path
+from fishopt.search.spec import StudySpec
 
-CLAIMED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 BUDGET_ATTR = "fishopt_budget"  # study user attr: the global trial budget, set by --n-trials
 
 
@@ -122,33 +119,6 @@ def exact(url: str) -> bool:
     return backend(url) == "postgresql" or sqlite_path(url) is not None
 
 
-@dataclass(frozen=True)
-class Counts:
-    running: int
-    finished: int  # COMPLETE + PRUNED
-    waiting: int
-
-    @property
-    def claimed(self) -> int:
-        return self.running + self.finished
-
-
-def count(st: optuna.Study) -> Counts:
-    trials = st.get_trials(deepcopy=False)
-    return Counts(
-        running=sum(t.state == TrialState.RUNNING for t in trials),
-        finished=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
-        waiting=sum(t.state == TrialState.WAITING for t in trials),
-    )
-
-
-def fail_stale(st: optuna.Study) -> None:
-    """Fail trials whose worker stopped beating; the storage's retry callback re-queues them."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(st)
-
-
 def stored_budget(st: optuna.Study) -> int | None:
     value = st.user_attrs.get(BUDGET_ATTR)
     return int(value) if value is not None else None
@@ -158,3 +128,22 @@ def set_budget(st: optuna.Study, n_trials: int) -> None:
     """Record a --n-trials budget in the study, so workers started without it agree."""
     if stored_budget(st) != n_trials:
         st.set_user_attr(BUDGET_ATTR, int(n_trials))
+
+
+def spec_budget(spec: StudySpec, n_trials: int | None = None) -> int | None:
+    """A study's trial budget before it is recorded: flag, then spec, then the grid's size."""
+    if n_trials is not None:
+        return n_trials
+    if spec.n_trials is not None:
+        return spec.n_trials
+    if spec.sampler["name"] == "grid":
+        from fishopt.search.space import grid_size
+
+        return grid_size(spec)
+    return None
+
+
+def budget(st: optuna.Study, spec: StudySpec) -> int | None:
+    """The global budget: the study's recorded --n-trials, else the spec's, else the grid."""
+    stored = stored_budget(st)
+    return stored if stored is not None else spec_budget(spec)

@@ -1,33 +1,99 @@
-"""From resolved inputs to a running study: data, split, tensors, storage, budget.
+"""From options to a ready study: the one setup every command that runs or reads trials uses.
 
-Shared by ``fishopt study`` and every worker process, so all of them build the same context
-the same way. Display is left to the caller through small callbacks.
+``open_session`` resolves settings, opens (and so checks) the storage before any data is read,
+finds the spec (a file, or the one recorded in the study), loads the data, builds the trial
+context, creates or resumes the study, takes its budget lock and queues interrupted trials again.
+``fishopt study``, ``fishopt worker``, ``--jobs`` children and the benchmarks all come through it;
+``open_existing`` is the read-only variant ``export-best`` uses.
+
+A study in storage remembers what it was created from (data fingerprint, split, spec
+fingerprint); resuming it with anything incompatible is refused, because mixing trials trained on
+different data or epochs would make every comparison in it meaningless.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 import torch
 
-from fishopt import data
-from fishopt.config import Settings
+from fishopt import config, data
 from fishopt.errors import FishoptError
-from fishopt.search import objective as study
-from fishopt.search.spec import StudySpec
-from fishopt.search.storage import open_storage
+from fishopt.notes import save_study_note
+from fishopt.search import claim, liveness, samplers, studies
+from fishopt.search import spec as specs
+from fishopt.search.objective import Context, make_tensors
+from fishopt.search.storage import Storage, open_storage, sqlite_warnings
+from fishopt.training.hardware import set_threads
 
-TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Loaded:
-    ctx: study.Context
-    cache_hit: bool
-    seconds: float
+class Options:
+    """What ``fishopt study`` and ``fishopt worker`` accept, as given (None: not given).
+
+    Plain and picklable: ``--jobs`` hands it to its child processes as it is.
+    """
+
+    study: str  # a spec name or .toml path, or the name of a study already in storage
+    data: str | None = None
+    storage: str | None = None
+    n_trials: int | None = None
+    timeout: float | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    name: str | None = None
+    image_size: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    strict: bool = False
+    cache_dir: Path | None = None
+    artifacts_dir: Path | None = None
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
+    max_retry: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How a caller watches setup: log lines and the two slow steps' progress."""
+
+    log: Log = lambda _message: None
+    generating: data.Progress | None = None
+    decoding: data.Progress | None = None
+
+
+@dataclass
+class Session:
+    """A study ready for trials, and everything that was resolved on the way."""
+
+    opts: Options
+    settings: config.Settings
+    heartbeat: config.Heartbeat
+    storage: Storage
+    ctx: Context
+    study: optuna.Study
+    lock: claim.Lock
+    cache_hit: bool = False
+    load_seconds: float = 0.0
+    requeued: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> specs.StudySpec:
+        return self.ctx.spec
+
+    @property
+    def budget(self) -> int | None:
+        return claim.budget(self.study, self.spec)
+
+
+# ------------------------------------------------------------------------------- resolving
 
 
 def resolve_device(name: str) -> str:
@@ -40,83 +106,170 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def set_threads(threads: int | None) -> int:
-    """Torch threads for this process, set before any tensor work (later calls are ignored)."""
-    n = threads or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
+def spec_for(opts: Options, storage: Storage) -> specs.StudySpec:
+    """The spec file if there is one; else the spec recorded in the study in storage."""
+    try:
+        base = specs.load(opts.study)
+    except FishoptError as not_a_file:
+        try:
+            stored = optuna.load_study(study_name=opts.name or opts.study, storage=storage)
+        except KeyError:
+            raise not_a_file from None
+        base = recorded_spec(stored)
+    return base.with_overrides(
+        epochs=opts.epochs,
+        seed=opts.seed,
+        image_size=data.parse_size(opts.image_size) if opts.image_size else None,
+    )
+
+
+def recorded_spec(st: optuna.Study) -> specs.StudySpec:
+    identity = st.user_attrs.get(studies.ATTR)
+    if not identity:
+        raise FishoptError(f"study {st.study_name!r} was not created by fishopt (no spec recorded)")
+    return specs.StudySpec.from_dict(identity["spec"])
 
 
 def build_context(
-    spec: StudySpec,
+    spec: specs.StudySpec,
     source: data.SourceSpec,
-    settings: Settings,
+    settings: config.Settings,
     *,
     device: str = "cpu",
     strict: bool = False,
-    progress: data.Progress | None = None,
-    generate_progress: data.Progress | None = None,
-) -> Loaded:
-    import time
-
+    progress: Progress = Progress(),
+) -> tuple[Context, bool, float]:
+    """Data, split and tensors for ``spec``; also whether the cache was hit and the seconds."""
     t0 = time.perf_counter()
     ds, hit = data.load(
         source,
         settings.cache_dir,
         spec.image_size,
         strict=strict,
-        progress=progress,
-        generate_progress=generate_progress,
+        progress=progress.decoding,
+        generate_progress=progress.generating,
     )
     seconds = time.perf_counter() - t0
     split = data.split(ds.y, spec.split, seed=spec.seed)
-    tensors = study.make_tensors(ds, split, device)
-    return Loaded(study.Context(spec, ds, split, tensors, device), hit, seconds)
+    return Context(spec, ds, split, make_tensors(ds, split, device), device), hit, seconds
 
 
-def budget(spec: StudySpec, n_trials: int | None) -> int | None:
-    """The study's total trial budget: flag, then spec, then the grid's size."""
-    if n_trials is not None:
-        return n_trials
-    if spec.n_trials is not None:
-        return spec.n_trials
-    if spec.sampler["name"] == "grid":
-        from fishopt.search.space import grid_size
-
-        return grid_size(spec)
-    return None
+# ----------------------------------------------------------------------------- the study
 
 
-def open_and_prepare(ctx: study.Context, storage_url: str, name: str) -> optuna.Study:
-    storage = open_storage(storage_url)
-    st = study.open_study(ctx, storage, name)
-    study.requeue_interrupted(st)
-    return st
+def study_identity(ctx: Context) -> dict:
+    return {
+        "spec": ctx.spec.to_dict(),
+        "spec_fingerprint": ctx.spec.fingerprint(),
+        "data_fingerprint": ctx.dataset.fingerprint,
+        "data_source": ctx.dataset.source,
+        "classes": list(ctx.dataset.classes),
+        "preprocessing": ctx.dataset.preprocessing,
+        "split": ctx.split.describe(),
+        "in_features": ctx.in_features,
+    }
 
 
-def run(
-    ctx: study.Context,
-    st: optuna.Study,
-    n_trials: int | None,
-    timeout: float | None,
-    callbacks: Sequence[TrialCallback] = (),
-    on_trained: study.TrainedHook | None = None,
-) -> int:
-    """Run until the budget is spent; returns how many trials this call finished."""
-    if n_trials is None and timeout is None:
-        raise FishoptError(
-            f"study {ctx.spec.name!r} has neither n_trials nor timeout; "
-            "pass --n-trials or --timeout"
-        )
-    before = study.finished_count(st)
-    remaining = None if n_trials is None else n_trials - before
-    if remaining is not None and remaining <= 0:
-        return 0
-    st.optimize(
-        study.objective(ctx, on_trained),
-        n_trials=remaining,
-        timeout=timeout,
-        callbacks=[study.repeat_callback(ctx.spec), *callbacks],
-        gc_after_trial=False,
+def open_study(ctx: Context, storage: Storage, name: str, distributed: bool = True) -> optuna.Study:
+    """Create the study, or load it if it exists and was made from the same data and spec.
+
+    ``distributed`` samplers are seeded independently per process, so parallel workers do not
+    all propose the same parameters; a single process keeps the spec's seed.
+    """
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=samplers.make_sampler(ctx.spec, distributed),
+        pruner=samplers.make_pruner(ctx.spec),
     )
-    return study.finished_count(st) - before
+    identity = study_identity(ctx)
+    stored = study.user_attrs.get(studies.ATTR)
+    if stored is None:
+        study.set_user_attr(studies.ATTR, identity)
+        study.set_metric_names(["valid_macro_f1"])
+        save_study_note(study)  # the dashboard shows what this study asks and ran on
+        return study
+    if stored.get("data_fingerprint") != identity["data_fingerprint"]:
+        raise FishoptError(
+            f"study {name!r} was run on other data (fingerprint {stored.get('data_fingerprint')},"
+            f" now {identity['data_fingerprint']}); use a new study name, e.g. --name {name}-2"
+        )
+    if (
+        stored.get("spec_fingerprint") != identity["spec_fingerprint"]
+        or stored.get("split") != identity["split"]
+    ):
+        raise FishoptError(
+            f"study {name!r} was run with a different spec or split (epochs, seed, space, "
+            f"sampler...); use a new study name, e.g. --name {name}-2"
+        )
+    return study
+
+
+def open_session(
+    opts: Options, progress: Progress = Progress(), *, distributed: bool = True
+) -> Session:
+    """Everything from options to a study ready for ``loop.run``.
+
+    The storage is opened first, so a wrong URL is reported before minutes of decoding.
+    """
+    set_threads(opts.threads)
+    device = resolve_device(opts.device)
+    settings = config.resolve(
+        storage=opts.storage, cache_dir=opts.cache_dir, artifacts_dir=opts.artifacts_dir
+    )
+    hb = config.resolve_heartbeat(opts.heartbeat_interval, opts.grace_period, opts.max_retry)
+    storage = open_storage(settings.storage, heartbeat=hb)
+    spec = spec_for(opts, storage)
+    source, how = data.choose_source(opts.data, settings.data)
+    progress.log(how)
+    ctx, hit, seconds = build_context(
+        spec, source, settings, device=device, strict=opts.strict, progress=progress
+    )
+    name = opts.name or spec.name
+    st = open_study(ctx, storage, name, distributed)
+    lock = claim.open_lock(storage, settings.storage, name)
+    lock.acquire()
+    try:
+        if opts.n_trials is not None:
+            claim.set_budget(st, opts.n_trials)
+        requeued = liveness.requeue_interrupted(st)
+        running = studies.tally(st.get_trials(deepcopy=False)).running
+    finally:
+        lock.release()
+    notes = sqlite_warnings(settings.storage, running + 1)
+    if not claim.exact(settings.storage):
+        notes.append(
+            "this storage has no cross-process lock; the budget may be overshot by up to "
+            "workers - 1 trials. PostgreSQL or a local SQLite file avoid this."
+        )
+    return Session(opts, settings, hb, storage, ctx, st, lock, hit, seconds, requeued, notes)
+
+
+def open_existing(
+    name: str, settings: config.Settings, data_flag: str | None = None
+) -> tuple[optuna.Study, Context]:
+    """A finished or running study and its data, for reading (export): nothing is created.
+
+    The data are the ones the study recorded unless ``data_flag`` says where they moved; data
+    whose fingerprint differs from the study's are refused.
+    """
+    storage = open_storage(settings.storage, heartbeat=False)
+    st = studies.load(name, storage, settings.storage)
+    spec = recorded_spec(st)
+    identity = st.user_attrs[studies.ATTR]
+    recorded = identity.get("data_source", "")
+    text = data_flag or ("digits" if recorded == "sklearn.datasets.load_digits" else recorded)
+    if not data_flag and not (text == "digits" or Path(text).exists()):
+        raise FishoptError(
+            f"study {st.study_name!r} was run on {recorded}, which is not there any more; "
+            "pass --data with the same images"
+        )
+    ctx, _hit, _seconds = build_context(spec, data.parse_source(text), settings)
+    if ctx.dataset.fingerprint != identity["data_fingerprint"]:
+        raise FishoptError(
+            f"--data {text}: fingerprint {ctx.dataset.fingerprint} differs from study "
+            f"{st.study_name!r}'s {identity['data_fingerprint']}; pass the images it ran on"
+        )
+    return st, ctx

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from fishopt.search.spec import DEFAULT_FIXED, Range, StudySpec
+from fishopt.training.model import MLPSpec
 from fishopt.training.optim import OptimSpec
 
 # Spec names whose trial parameter is named differently.
@@ -34,6 +35,10 @@ class TrialConfig:
     batch_norm: bool
     batch_size: int
     repeat: int | None = None  # the grid's repeat index; None when repeats are queued instead
+
+    def mlp(self, in_features: int, n_classes: int) -> MLPSpec:
+        """The network this trial trains, for data of this shape."""
+        return MLPSpec(in_features, self.hidden, n_classes, self.dropout, self.batch_norm)
 
 
 def widths(

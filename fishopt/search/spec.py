@@ -114,6 +114,22 @@ class StudySpec:
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> StudySpec:
+        """The spec a study recorded (``to_dict``), rebuilt; unknown keys are ignored so that
+        studies recorded by a newer fishopt still open."""
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["space"] = {
+            k: Range(**v) if isinstance(v, dict) else tuple(v) for k, v in d["space"].items()
+        }
+        d["image_size"] = tuple(d["image_size"])
+        d["split"] = tuple(d["split"])
+        fixed = dict(d.get("fixed", {}))
+        if isinstance(fixed.get("hidden"), list):
+            fixed["hidden"] = tuple(fixed["hidden"])
+        d["fixed"] = fixed
+        return cls(**d)
+
     def with_overrides(self, **kw: Any) -> StudySpec:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 

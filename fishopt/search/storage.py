@@ -9,21 +9,25 @@ trial failed after the grace period and re-run by another worker.
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fishopt import config
-from fishopt.config import mask_url
+from fishopt.config import backend, mask_url, sqlite_path
 from fishopt.errors import FishoptError
 
-HEARTBEAT_INTERVAL = config.DEFAULT_HEARTBEAT_INTERVAL
-GRACE_PERIOD = config.DEFAULT_GRACE_PERIOD
-MAX_RETRY = config.DEFAULT_MAX_RETRY
 SQLITE_BUSY_TIMEOUT = 120  # seconds a writer waits for another process's lock
 SQLITE_MAX_WORKERS = 4  # beyond this many processes, SQLite's single writer lock dominates
 # Filesystems where SQLite's locking is unreliable (and WAL is unsupported).
@@ -52,21 +56,6 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 # Errors from several processes creating the same tables at once; worth another try.
 _TRANSIENT = ("already exists", "duplicate key", "database is locked", "deadlock", "serialize")
-
-
-def backend(url: str) -> str:
-    """'sqlite', 'postgresql', 'mysql', ... from a SQLAlchemy URL."""
-    return url.split(":", 1)[0].split("+", 1)[0].lower()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite:/// URL; None for other backends and in-memory DBs."""
-    if backend(url) != "sqlite":
-        return None
-    path = url.split("://", 1)[-1].removeprefix("/").split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
 
 
 def engine_kwargs(url: str) -> dict:
@@ -104,6 +93,79 @@ def _prepare_sqlite(url: str) -> None:
         pass  # a read-only or odd file: Optuna's own error below says what is wrong
 
 
+class Storage(RDBStorage):
+    """Optuna's RDB storage plus two things a worker needs.
+
+    - ``set_trial_user_attrs``: many user attributes in one transaction (one lookup, one
+      upsert), instead of a lookup, an upsert and a commit per attribute;
+    - a heartbeat that survives a lost connection and says when it last got through: Optuna's
+      heartbeat thread dies on the first error, and the worker would train on as a trial that
+      others will fail and retry. Here a failed beat is remembered and the next one tried
+      again, and ``heartbeat_failing_since`` tells the trial loop to stop.
+    """
+
+    _beat_ok_at: float | None = None
+    _beat_failed_at: float | None = None  # the first failure since the last success
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception:  # the database is gone: remember it, keep beating
+            if self._beat_failed_at is None:
+                self._beat_failed_at = time.monotonic()
+            return
+        self._beat_ok_at = time.monotonic()
+        self._beat_failed_at = None
+
+    def heartbeat_failing_since(self) -> float | None:
+        """``time.monotonic()`` of the first failed beat since the last good one, or None."""
+        return self._beat_failed_at
+
+    def reachable(self) -> bool:
+        """Whether a fresh connection gets an answer now (pre-ping replaces dead ones)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        except Exception:
+            return False
+        self._beat_failed_at = None
+        return True
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        if not attrs:
+            return
+        model = models.TrialUserAttributeModel
+        rows = [
+            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+        ]
+        with _create_scoped_session(self.scoped_session) as session:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            self.check_trial_is_updatable(trial_id, trial.state)
+            if self.engine.name in ("sqlite", "postgresql"):
+                insert = (sqlite_insert if self.engine.name == "sqlite" else pg_insert)(model)
+                stmt = insert.values(rows)
+                session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[model.trial_id, model.key],
+                        set_={"value_json": stmt.excluded.value_json},
+                    )
+                )
+            else:
+                for k, v in attrs.items():
+                    self._set_trial_attr_without_commit(session, model, trial_id, k, v)
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Record many user attributes of a running trial at once (one transaction where the
+    storage is fishopt's; one write each elsewhere)."""
+    storage = getattr(trial.study._storage, "_backend", trial.study._storage)
+    if isinstance(storage, Storage):
+        storage.set_trial_user_attrs(trial._trial_id, attrs)
+    else:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+
+
 def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
     return {
         "heartbeat_interval": hb.interval,
@@ -114,7 +176,7 @@ def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
     }
 
 
-def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> RDBStorage:
+def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
     """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
 
     ``heartbeat=True`` takes the settings from the environment (``config.resolve_heartbeat``).
@@ -126,7 +188,7 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> RDBS
         _prepare_sqlite(url)
     for attempt in range(5):
         try:
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+            storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
             if backend(url) == "sqlite" and _local_sqlite(url):
                 sqlite_fast_commits(storage)
             return storage
@@ -145,10 +207,6 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> RDBS
                 config.redact(f"cannot open storage {mask_url(url)}: {first}", config.secrets(url))
             ) from None
     raise AssertionError("unreachable")
-
-
-def study_names(storage: RDBStorage) -> list[optuna.study.StudySummary]:
-    return optuna.study.get_all_study_summaries(storage, include_best_trial=True)
 
 
 # ------------------------------------------------------------------- SQLite with several workers

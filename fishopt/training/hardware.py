@@ -58,3 +58,12 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    """Torch threads for this process, set before any tensor work (later calls are ignored)."""
+    import torch
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

@@ -89,6 +89,11 @@ def parameter_count(spec: MLPSpec) -> int:
     return total
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+def load_model(spec: MLPSpec, state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
+    """The network ``spec`` describes with trained weights, ready for inference.
+
+    Raises RuntimeError when the weights do not fit the spec (callers word the error).
+    """
+    model = build_mlp(spec)
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(device).eval()

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
@@ -80,12 +79,6 @@ class Metrics:
     per_class_f1: list[float] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
     loss: float = float("nan")
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    return float(
-        f1_score(y_true, y_pred, labels=range(n_classes), average="macro", zero_division=0)
-    )
 
 
 def _accuracy_f1(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> tuple[float, float]:
@@ -153,12 +146,15 @@ def train(
     optim_spec: OptimSpec,
     X_train: torch.Tensor,
     y_train: torch.Tensor,
-    X_valid: torch.Tensor,
-    y_valid: torch.Tensor,
+    X_valid: torch.Tensor | None,
+    y_valid: torch.Tensor | None,
     config: TrainConfig,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate each epoch, keep the best epoch's weights.
+
+    Without a validation set (``X_valid`` None: a final retrain on train+valid) the validation
+    figures are nan and ``config.keep`` must be ``"last"``: there is nothing to choose with.
 
     The same spec, data and seed give the same result: initialisation and dropout draw from a
     forked global generator seeded with ``config.seed``, and batch order from a private one.
@@ -173,6 +169,8 @@ def train(
     if config.keep not in ("best", "last"):
         raise ValueError(f"keep {config.keep!r}: expected 'best' or 'last'")
     keep_last = config.keep == "last"
+    if (X_valid is None or y_valid is None) and not keep_last:
+        raise ValueError("without a validation set only keep='last' can choose the weights")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
@@ -205,7 +203,11 @@ def train(
             sizes = torch.tensor([len(s) for s in seen], device=device, dtype=torch.float32)
             train_loss = float((torch.stack(losses).float() * sizes).sum()) / max(len(true_all), 1)
             train_acc, train_f1 = _accuracy_f1(true_all, torch.cat(preds), model_spec.n_classes)
-            valid = evaluate(model, X_valid, y_valid, model_spec.n_classes)
+            valid = (
+                evaluate(model, X_valid, y_valid, model_spec.n_classes)
+                if X_valid is not None and y_valid is not None
+                else Metrics(math.nan, math.nan)
+            )
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=train_loss,

@@ -1,0 +1,84 @@
+"""``--jobs N``: N copies of the trial loop in local child processes, the cores divided.
+
+Each child gets the same ``Options`` object (pickled by multiprocessing, not re-encoded as
+command-line flags) and runs ``loop.run_worker``; the storage URL, which may hold a password,
+travels inside that object, never on a command line that ``ps`` shows. Each child runs in its
+own session, so a terminal Ctrl-C reaches only the parent, which forwards every signal exactly
+once: Ctrl-C once lets the running trials finish, twice stops them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from types import FrameType
+
+from fishopt import config
+from fishopt.errors import FishoptError
+from fishopt.search.session import Options
+from fishopt.search.storage import sqlite_warnings
+
+Log = Callable[[str], None]
+
+
+def _child(opts: Options, tag: str) -> None:
+    """A child's whole life: its own process group, the loop, an exit code."""
+    os.setsid()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
+    from fishopt import redact
+    from fishopt.search.loop import run_worker, worker_id
+
+    redact.install()
+    ident = worker_id()
+
+    def log(message: str) -> None:
+        line = config.redact(f"{tag} [{ident}] {message}", config.secrets(opts.storage))
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        _session, outcome = run_worker(opts, log)
+    except FishoptError as exc:
+        log(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    sys.exit(outcome.exit_code)
+
+
+def run_jobs(opts: Options, jobs: int, log: Log) -> int:
+    """Start ``jobs`` workers on this machine, wait for them; the first non-zero exit code."""
+    url = config.resolve_storage(opts.storage)
+    if config.backend(url) == "sqlite" and config.sqlite_path(url) is None:
+        raise FishoptError(
+            f"--jobs {jobs}: an in-memory SQLite database cannot be shared between processes; "
+            "use a file (sqlite:///fishopt.db) or PostgreSQL"
+        )
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
+    child_opts = replace(opts, storage=url, threads=threads)
+    for warning in sqlite_warnings(url, jobs):
+        log(f"warning: {warning}")
+    log(f"starting {jobs} workers x {threads} torch thread(s)")
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited torch threads or locks
+    procs = [
+        ctx.Process(target=_child, args=(child_opts, f"w{i + 1}"), name=f"fishopt-w{i + 1}")
+        for i in range(jobs)
+    ]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    codes = [p.exitcode or 0 for p in procs]
+    # A child killed by a signal reports -signum; say it the shell's way.
+    return next((c if c > 0 else 128 - c for c in codes if c != 0), 0)

@@ -1,0 +1,167 @@
+"""Who is alive: heartbeats, trials of dead workers, interrupted trials, a lost storage.
+
+- A RUNNING trial whose heartbeats stopped for the grace period belongs to a dead worker
+  (SIGKILL, a lost machine): ``fail_stale`` marks it FAIL through Optuna, whose retry callback
+  queues its parameters again.
+- A RUNNING trial that never sent a heartbeat (its worker died between creating it and the first
+  beat) is skipped by Optuna's check; ``fail_silent`` fails it once it is clearly old.
+- A trial stopped by a signal is marked FAIL (``interrupted``); ``requeue_interrupted`` queues
+  its parameters again, because GridSampler counts a FAIL as visited.
+- A worker whose own heartbeats stop getting through has lost the storage: ``storage_watch``
+  stops its trial at the next epoch boundary (``StorageLost``) unless the storage comes back
+  within one heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+from fishopt import config
+from fishopt.errors import FishoptError
+from fishopt.search import space
+from fishopt.search.storage import Storage
+from fishopt.search.studies import FINISHED, origin_number
+
+EXIT_STORAGE_LOST = 75  # EX_TEMPFAIL: try again once the storage is back
+
+
+class StorageLost(FishoptError):
+    """The storage stopped answering this worker's heartbeats."""
+
+    exit_code = EXIT_STORAGE_LOST
+
+
+@dataclass(frozen=True)
+class Running:
+    trial: FrozenTrial
+    age: float | None  # seconds since the last heartbeat; None if it never sent one
+    started: float | None  # seconds since it started
+
+
+def fail_stale(st: optuna.Study) -> None:
+    """Fail trials whose worker stopped beating; the storage's retry callback re-queues them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(st)
+
+
+def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Running]:
+    """Heartbeat ages by the database's clock, the one Optuna's staleness check uses."""
+    ids = [t._trial_id for t in trials]
+    with storage.engine.connect() as conn:
+        now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = conn.execute(
+            sqlalchemy.select(
+                models.TrialHeartbeatModel.trial_id, models.TrialHeartbeatModel.heartbeat
+            ).where(models.TrialHeartbeatModel.trial_id.in_(ids))
+        ).all()
+    if isinstance(now, str):  # SQLite returns text for CURRENT_TIMESTAMP
+        now = dt.datetime.fromisoformat(now)
+    assert isinstance(now, dt.datetime)
+    now = now.replace(tzinfo=None)
+    beats = {trial_id: beat.replace(tzinfo=None) for trial_id, beat in rows}
+    # datetime_start is the worker's local clock; datetime.now() here is the best we have.
+    local_now = dt.datetime.now()
+    out = []
+    for t in trials:
+        beat = beats.get(t._trial_id)
+        age = (now - beat).total_seconds() if beat is not None else None
+        started = (local_now - t.datetime_start).total_seconds() if t.datetime_start else None
+        out.append(Running(t, age, started))
+    return out
+
+
+def silent_after(hb: config.Heartbeat) -> float:
+    """A healthy worker beats within milliseconds of creating a trial; allow for clock skew."""
+    return max(3.0 * hb.grace_period, 60.0)
+
+
+def silent_trials(storage: RDBStorage, st: optuna.Study, hb: config.Heartbeat) -> list[Running]:
+    """RUNNING trials that never sent a heartbeat and started long ago."""
+    running = st.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    return [
+        r
+        for r in heartbeat_ages(storage, running)
+        if r.age is None and r.started is not None and r.started > silent_after(hb)
+    ]
+
+
+def fail_and_retry(st: optuna.Study, storage: RDBStorage, dead: list[FrozenTrial]) -> None:
+    """Mark trials FAIL and queue their retries, as Optuna does for stale ones."""
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for t in dead:
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        if callback is not None:
+            callback(st, storage.get_trial(t._trial_id))
+
+
+def fail_dead(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> None:
+    """Free the budget slots of dead workers' trials (stale, or never beat) and retry them."""
+    fail_stale(st)
+    fail_and_retry(st, storage, [r.trial for r in silent_trials(storage, st, hb)])
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Re-enqueue the params of trials that failed by interruption and were never finished."""
+    trials = study.get_trials(deepcopy=False)
+
+    def key(t: FrozenTrial) -> str:
+        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
+
+    done = {
+        key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+    }
+    queued = 0
+    for t in trials:
+        if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted"):
+            continue
+        if key(t) in done or not t.params:
+            continue
+        attrs = {k: t.user_attrs[k] for k in ("repeat", "repeat_of") if k in t.user_attrs}
+        study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": origin_number(t)})
+        done.add(key(t))
+        queued += 1
+    return queued
+
+
+def storage_watch(
+    storage: Storage, hb: config.Heartbeat, log: Callable[[str], None]
+) -> Callable[[], None]:
+    """The per-epoch check: raise ``StorageLost`` once heartbeats have failed for an interval.
+
+    A short outage (a database restart) costs nothing: the check waits out the rest of one
+    interval for a beat to get through, then says the storage is back and training goes on.
+    """
+
+    def check() -> None:
+        since = storage.heartbeat_failing_since() if isinstance(storage, Storage) else None
+        if since is None:
+            return
+        log("storage not answering heartbeats; waiting up to one interval for it")
+        deadline = since + hb.interval
+        while time.monotonic() < deadline:
+            if storage.reachable():
+                log("reconnected to the storage; the trial goes on")
+                return
+            time.sleep(0.5)
+        raise StorageLost(
+            f"lost the storage (no heartbeat got through for {hb.interval}s); this trial "
+            "will be retried by a worker once the storage is back"
+        )
+
+    return check

@@ -1,0 +1,73 @@
+"""Sampler and pruner from a study spec: the only place that builds either."""
+
+from __future__ import annotations
+
+import optuna
+
+from fishopt.search import space
+from fishopt.search.spec import StudySpec
+
+
+class RequeueSafeGridSampler(optuna.samplers.GridSampler):
+    """GridSampler that accepts re-queued trials (an interrupted grid point run again).
+
+    Optuna's GridSampler.after_trial reads a ``grid_id`` that enqueued trials never get, and
+    fails with KeyError once a single grid point is left; such a trial visits no new point, so
+    only the study-exhausted check applies to it.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
+            super().after_trial(study, trial, state, values)
+        elif not self._get_unvisited_grid_ids(study):
+            study.stop()
+
+
+def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.BaseSampler:
+    opts = {k: v for k, v in spec.sampler.items() if k != "name"}
+    name = spec.sampler["name"]
+    # Workers sharing a study must not draw the same sequence (each trial stays exact: its
+    # training seed comes from its number). TPE's constant liar (on by default) already spreads
+    # parallel workers apart.
+    seed = None if distributed and name != "grid" else spec.seed
+    if name == "grid":
+        return RequeueSafeGridSampler(space.grid(spec), seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES handles only numeric parameters; categoricals fall back to random sampling.
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=int(opts.get("n_startup_trials", 1))
+        )
+    if name == "gp":
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=int(opts.get("n_startup_trials", 10))
+        )
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        n_startup_trials=int(opts.get("n_startup_trials", 10)),
+    )
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    opts = {k: v for k, v in spec.pruner.items() if k != "name"}
+    name = spec.pruner["name"]
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=int(opts.get("min_resource", 1)),
+            max_resource=spec.epochs,
+            reduction_factor=int(opts.get("reduction_factor", 3)),
+        )
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=int(opts.get("min_resource", 1)),
+            reduction_factor=int(opts.get("reduction_factor", 3)),
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=int(opts.get("n_startup_trials", 5)),
+        n_warmup_steps=int(opts.get("n_warmup_steps", 3)),
+    )
