@@ -67,9 +67,8 @@ def check_host(host: str, allow_remote: bool, login: DashboardLogin | None) -> s
         )
     if login is None:
         raise FishoptError(
-            f"--host {host} needs a login: set {ENV_DASHBOARD_PASSWORD} (or "
-            f"{ENV_DASHBOARD_PASSWORD_FILE}, a file only you can read) to a password of 12+ "
-            "characters, e.g. openssl rand -hex 16"
+            f"--host {host} needs a login: set {ENV_DASHBOARD_PASSWORD} or "
+            f"{ENV_DASHBOARD_PASSWORD_FILE} (12+ characters)"
         )
     return (
         f"warning: the dashboard listens on {host} over plain HTTP: the password crosses the "
