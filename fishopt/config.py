@@ -1,4 +1,5 @@
-"""Settings resolved once at the edge: storage URL, data path, cache folder, device.
+"""Settings resolved once at the edge: storage URL, data path, cache folder, device, and the
+dashboard's login.
 
 This is the only module that reads fishopt's environment variables, and the only one that knows
 the default storage URL. Resolution is always: explicit flag, then environment variable, then
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_STORAGE = "FISHOPT_STORAGE"
@@ -158,8 +159,8 @@ _URL_PASSWORD = re.compile(r"[a-zA-Z0-9+.-]+:?//?[^:/@\s]*:(?P<pw>[^@\s]+)@")
 
 
 def secrets(url: str | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
-    """Passwords that must never be shown: the storage URL's (even in a malformed URL) and
-    PGPASSWORD, which libpq reads when the URL has none."""
+    """Passwords that must never be shown: the storage URL's (even in a malformed URL),
+    PGPASSWORD, which libpq reads when the URL has none, and the dashboard's password."""
     from urllib.parse import unquote
 
     env = os.environ if env is None else env
@@ -168,8 +169,9 @@ def secrets(url: str | None = None, env: dict[str, str] | None = None) -> tuple[
         if text:
             for m in _URL_PASSWORD.finditer(text):
                 found += [m["pw"], unquote(m["pw"])]
-    if env.get("PGPASSWORD"):
-        found.append(env["PGPASSWORD"])
+    for name in ("PGPASSWORD", ENV_DASHBOARD_PASSWORD):
+        if env.get(name):
+            found.append(env[name])
     # Longest first, so a password containing a shorter one is replaced whole.
     return tuple(sorted({s for s in found if len(s) >= 3}, key=len, reverse=True))
 
@@ -180,3 +182,63 @@ def redact(text: str, known: tuple[str, ...] = ()) -> str:
     for secret in known:
         text = text.replace(secret, "***")
     return text
+
+
+# ------------------------------------------------------------------------- dashboard login
+
+ENV_DASHBOARD_USER = "FISHOPT_DASHBOARD_USER"
+ENV_DASHBOARD_PASSWORD = "FISHOPT_DASHBOARD_PASSWORD"
+ENV_DASHBOARD_PASSWORD_FILE = "FISHOPT_DASHBOARD_PASSWORD_FILE"
+DEFAULT_DASHBOARD_USER = "fishopt"
+MIN_DASHBOARD_PASSWORD = 12  # sent on every request and guessable at network speed
+
+
+@dataclass(frozen=True)
+class DashboardLogin:
+    """HTTP basic credentials for ``fishopt dashboard``; ``source`` says where they came from
+    (an environment variable or a file), so messages can name it without the secret."""
+
+    user: str
+    password: str = field(repr=False)
+    source: str
+
+
+def resolve_dashboard_login(env: dict[str, str] | None = None) -> DashboardLogin | None:
+    """The dashboard's login from the environment or a password file; None when neither is set.
+
+    There is deliberately no command-line flag: a flag's value shows in ``ps`` and in shell
+    history. A password file must not be open to every user, for the same reason.
+    """
+    env = os.environ if env is None else env
+    user = env.get(ENV_DASHBOARD_USER) or DEFAULT_DASHBOARD_USER
+    password, file = env.get(ENV_DASHBOARD_PASSWORD), env.get(ENV_DASHBOARD_PASSWORD_FILE)
+    if password and file:
+        raise _config_error(
+            f"both {ENV_DASHBOARD_PASSWORD} and {ENV_DASHBOARD_PASSWORD_FILE} are set; set one"
+        )
+    if file:
+        path = Path(file)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise _config_error(f"{ENV_DASHBOARD_PASSWORD_FILE}={file}: {why}") from None
+        if mode & 0o007:
+            raise _config_error(
+                f"{ENV_DASHBOARD_PASSWORD_FILE}={file} is open to every user "
+                f"(mode {mode & 0o777:o}); chmod o-rwx {file}"
+            )
+        password, source = text.strip("\r\n"), f"{ENV_DASHBOARD_PASSWORD_FILE} ({file})"
+    elif password:
+        source = ENV_DASHBOARD_PASSWORD
+    else:
+        return None
+    if len(password) < MIN_DASHBOARD_PASSWORD:
+        raise _config_error(
+            f"the dashboard password from {source} is too short ({len(password)} characters; "
+            f"at least {MIN_DASHBOARD_PASSWORD}, e.g. openssl rand -hex 16)"
+        )
+    if ":" in user:
+        raise _config_error(f"{ENV_DASHBOARD_USER}={user!r}: a user name cannot contain ':'")
+    return DashboardLogin(user=user, password=password, source=source)

@@ -1,30 +1,44 @@
 """``fishopt dashboard``: optuna-dashboard on fishopt's storage and artifact store.
 
-The dashboard has no login and can delete studies, so it binds to loopback unless the caller
-explicitly allows another address. While it runs, a background thread keeps each study's notes
-current: the study note (what it asks, data, split, spec) for studies made before notes
-existed, a note per finished trial with its per-epoch curves, and a study-level plot of every
-trial's train/valid accuracy per epoch.
+optuna-dashboard has no login and can delete studies, so it binds to loopback unless the caller
+explicitly allows another address, and then only behind HTTP basic auth (``Guard``, a WSGI
+wrapper around optuna-dashboard's app). optuna-dashboard has no read-only mode either; the same
+wrapper provides one by refusing every request that is not a GET or HEAD. While it runs, a
+background thread keeps each study's notes current: the study note (what it asks, data, split,
+spec) for studies made before notes existed, a note per finished trial with its per-epoch
+curves, and a study-level plot of every trial's train/valid accuracy per epoch.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import ipaddress
 import logging
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fishopt import notes
-from fishopt.config import mask_url
+from fishopt.config import (
+    ENV_DASHBOARD_PASSWORD,
+    ENV_DASHBOARD_PASSWORD_FILE,
+    DashboardLogin,
+    mask_url,
+)
 from fishopt.errors import FishoptError
 from fishopt.search.storage import open_storage
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 CURVES_ID = "fishopt-curves"  # graph object id: rewritten in place as trials finish
@@ -40,20 +54,91 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(host: str, allow_remote: bool) -> str | None:
-    """Refuse a non-loopback bind unless allowed; when allowed, return the warning to print."""
+def check_host(host: str, allow_remote: bool, login: DashboardLogin | None) -> str | None:
+    """Refuse a non-loopback bind unless allowed and password-protected; when allowed, return
+    the warning to print."""
     if is_loopback(host):
         return None
     if not allow_remote:
         raise FishoptError(
-            f"--host {host} would expose the dashboard beyond this machine; it has no login and "
-            "can delete studies. Pass --allow-remote as well if you mean it (or tunnel: "
+            f"--host {host} would expose the dashboard beyond this machine, and it can delete "
+            "studies. Pass --allow-remote as well if you mean it (or tunnel: "
             "ssh -L 8080:127.0.0.1:8080 ...)"
         )
+    if login is None:
+        raise FishoptError(
+            f"--host {host} needs a login: set {ENV_DASHBOARD_PASSWORD} or "
+            f"{ENV_DASHBOARD_PASSWORD_FILE} (12+ characters)"
+        )
     return (
-        f"warning: the dashboard listens on {host}: anyone who can reach this port can read, "
-        "edit and delete every study in this storage (there is no login)"
+        f"warning: the dashboard listens on {host} over plain HTTP: the password crosses the "
+        "network readable by anyone on the path, and whoever has it can read, edit and delete "
+        "every study in this storage (use a tunnel or a TLS proxy outside trusted networks)"
     )
+
+
+# ------------------------------------------------------------------------------------ guard
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _reply(
+    start_response: StartResponse, status: str, text: str, headers: list[tuple[str, str]]
+) -> list[bytes]:
+    body = f"{text}\n".encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+def authorized(header: str | None, login: DashboardLogin) -> bool:
+    """Whether an ``Authorization`` header carries ``login``, compared in constant time."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, sep, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    # Both comparisons always run, so the time taken says nothing about which one failed.
+    ok_user = hmac.compare_digest(user, login.user.encode())
+    ok_password = hmac.compare_digest(password, login.password.encode())
+    return bool(sep) and ok_user and ok_password
+
+
+@dataclass(frozen=True)
+class Guard:
+    """WSGI wrapper: HTTP basic auth when ``login`` is set, and GET/HEAD only when
+    ``read_only``. Everything optuna-dashboard serves (page, API, artifacts) passes through it,
+    so neither check can be bypassed by a route optuna-dashboard adds later."""
+
+    app: WSGIApplication
+    login: DashboardLogin | None = None
+    read_only: bool = False
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.login is not None and not authorized(environ.get("HTTP_AUTHORIZATION"), self.login):
+            return _reply(
+                start_response,
+                "401 Unauthorized",
+                "fishopt dashboard: log in with the user and password it was started with",
+                [("WWW-Authenticate", 'Basic realm="fishopt dashboard", charset="UTF-8"')],
+            )
+        if self.read_only and environ.get("REQUEST_METHOD", "GET") not in _READ_METHODS:
+            return _reply(
+                start_response,
+                "405 Method Not Allowed",
+                "fishopt dashboard is read-only (started with --read-only)",
+                [("Allow", "GET, HEAD")],
+            )
+        return self.app(environ, start_response)
 
 
 # -------------------------------------------------------------------------------- notes sync
@@ -168,11 +253,18 @@ def create(
     port: int = 8080,
     sync_interval: float = 20.0,
     on_sync_error: Callable[[str], None] | None = None,
+    login: DashboardLogin | None = None,
+    read_only: bool = False,
 ) -> Dashboard:
-    """Open storage and artifact store, write missing notes, bind the server (not serving yet)."""
+    """Open storage and artifact store, write missing notes, bind the server (not serving yet).
+
+    A non-loopback host without a login is refused here too, so no caller can serve the
+    unguarded app beyond this machine.
+    """
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import wsgi
 
+    check_host(host, allow_remote=True, login=login)  # raises when beyond loopback, no login
     storage = open_storage(url, heartbeat=False)
     sync = NoteSync(storage)
     studies = 0
@@ -183,7 +275,11 @@ def create(
             raise
         on_sync_error(mask_url(str(exc)))
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    app = wsgi(storage, artifact_store=FileSystemArtifactStore(str(artifacts_dir)))
+    app = Guard(
+        wsgi(storage, artifact_store=FileSystemArtifactStore(str(artifacts_dir))),
+        login=login,
+        read_only=read_only,
+    )
     try:
         server = make_server(
             host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler

@@ -73,6 +73,7 @@ class Browser:
         self._replies: dict[int, queue.Queue] = {}
         self._lock = threading.Lock()
         self.events: list[dict] = []
+        self._login: tuple[str, str] | None = None  # see answer_logins
         threading.Thread(target=self._read, daemon=True).start()
         self.session = self._open_session()
 
@@ -95,6 +96,34 @@ class Browser:
                         q.put(msg)
                 else:
                     self.events.append(msg)
+                    self._intercept(msg)
+
+    def post(self, method: str, params: dict, session: str) -> None:
+        """Send a command without waiting for its reply (safe from the reader thread)."""
+        with self._lock:
+            self._next += 1
+            ident = self._next
+        msg = {"id": ident, "method": method, "params": params, "sessionId": session}
+        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+
+    def _intercept(self, msg: dict) -> None:
+        """Answer HTTP login prompts the way a person would, once answer_logins is on."""
+        if msg.get("method") not in ("Fetch.requestPaused", "Fetch.authRequired"):
+            return
+        params, session = msg["params"], msg["sessionId"]
+        if msg["method"] == "Fetch.requestPaused":
+            self.post("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
+        elif msg.get("method") == "Fetch.authRequired":
+            if self._login is None:
+                answer = {"response": "CancelAuth"}  # the person closes the prompt
+            else:
+                user, password = self._login
+                answer = {"response": "ProvideCredentials", "username": user, "password": password}
+            self.post(
+                "Fetch.continueWithAuth",
+                {"requestId": params["requestId"], "authChallengeResponse": answer},
+                session,
+            )
 
     def send(self, method: str, params: dict | None = None, timeout: float = 30, **kw: Any):
         with self._lock:
@@ -126,6 +155,18 @@ class Browser:
         self.events.clear()
         self.send("Page.navigate", {"url": url}, sessionId=self.session)
         self.wait_for("!window.__fishoptOld && document.readyState === 'complete'", timeout)
+
+    def answer_logins(self, login: tuple[str, str] | None) -> None:
+        """From now on, answer every HTTP basic-auth prompt with ``(user, password)``, or
+        dismiss it when ``login`` is None. Headless Chromium shows no prompt, so this stands in
+        for the person typing; the browser then remembers the login as it would after a prompt.
+        """
+        self._login = login
+        self.send(
+            "Fetch.enable",
+            {"patterns": [{"urlPattern": "*"}], "handleAuthRequests": True},
+            sessionId=self.session,
+        )
 
     def eval(self, expression: str) -> Any:
         result = self.send(

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from fishopt import config
+from fishopt import config, dashboard
 from fishopt.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,23 +95,27 @@ def test_every_fishopt_command_parses(compose: dict) -> None:
             if args[0] == "fishopt":
                 _fishopt_command(args[1:])
                 seen += 1
-    assert seen >= 3  # prepare, worker, dashboard's `fishopt studies`
+    assert seen >= 3  # prepare, worker, dashboard
     worker = _fishopt_command(_commands(compose["services"]["worker"])[0][1:])
     assert worker.params["threads"] == 1 and worker.params["name"] == "optimizers"
 
 
-def test_dashboard_command_is_optuna_dashboards(compose: dict) -> None:
-    (*_, dash) = _commands(compose["services"]["dashboard"])
-    assert dash[0] == "optuna-dashboard"
-    exe = shutil.which("optuna-dashboard") or str(
-        Path(sys.executable).with_name("optuna-dashboard")
-    )
-    help_text = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    flags = [a for a in dash[1:] if a.startswith("--")]
-    assert flags and all(f in help_text for f in flags), flags
-    assert dash[dash.index("--artifact-dir") + 1] == "/artifacts"
-    assert dash[dash.index("--host") + 1] == "0.0.0.0"  # inside the container; published on lo
-    assert dash[-1] == "$FISHOPT_STORAGE"  # the same storage as the workers
+def test_dashboard_is_fishopts_behind_a_login(compose: dict) -> None:
+    service = compose["services"]["dashboard"]
+    (dash,) = _commands(service)
+    params = _fishopt_command(dash[1:]).params
+    assert params["host"] == "0.0.0.0" and params["allow_remote"]  # published on lo only
+    assert params["port"] == 8080 and params["storage"] is None  # the workers' FISHOPT_STORAGE
+    # The password comes from the host's environment and is required, like PostgreSQL's.
+    raw = service["environment"][config.ENV_DASHBOARD_PASSWORD]
+    assert raw.startswith(f"${{{config.ENV_DASHBOARD_PASSWORD}:?")
+    env = {k: interpolate(str(v)) for k, v in service["environment"].items()}
+    login = config.resolve_dashboard_login(env=env)
+    assert login is not None and dashboard.check_host("0.0.0.0", True, login)
+    # Everything else is the workers' environment, and only the dashboard gets its password.
+    worker_env = compose["services"]["worker"]["environment"]
+    assert {k: v for k, v in service["environment"].items() if k in worker_env} == worker_env
+    assert config.ENV_DASHBOARD_PASSWORD not in worker_env
 
 
 def test_environment_variables_are_the_ones_the_code_reads(compose: dict) -> None:

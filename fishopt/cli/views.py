@@ -19,18 +19,28 @@ def dashboard_cmd(
     ),
     port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8080,
     allow_remote: Annotated[
-        bool, typer.Option(help="allow a non-loopback --host (no login: anyone can edit)")
+        bool,
+        typer.Option(help="allow a non-loopback --host (needs a password, see above)"),
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option(help="refuse every change (deleting, renaming, notes, uploads)")
     ] = False,
     artifacts_dir: Annotated[
         Path | None,
-        typer.Option(help=f"artifact store [env {config.ENV_ARTIFACTS}; default beside the db]"),
+        typer.Option(help=f"artifact store (env {config.ENV_ARTIFACTS}; default beside the db)"),
     ] = None,
 ) -> None:
-    """Serve optuna-dashboard on fishopt's storage and artifact store."""
+    """Serve optuna-dashboard on fishopt's storage and artifact store.
+
+    A password (env FISHOPT_DASHBOARD_PASSWORD or FISHOPT_DASHBOARD_PASSWORD_FILE; user
+    FISHOPT_DASHBOARD_USER, default fishopt) is required beyond loopback, and asked on any host
+    once set.
+    """
     from fishopt import dashboard
 
     settings = config.resolve(storage=storage, artifacts_dir=artifacts_dir)
-    warning = dashboard.check_host(host, allow_remote)
+    login = config.resolve_dashboard_login()
+    warning = dashboard.check_host(host, allow_remote, login)
     if warning:
         err.print(f"[yellow]{warning}[/yellow]")
     dash = dashboard.create(
@@ -39,6 +49,8 @@ def dashboard_cmd(
         host,
         port,
         on_sync_error=lambda msg: err.print(f"[yellow]could not write notes: {msg}[/yellow]"),
+        login=login,
+        read_only=read_only,
     )
     if dash.studies == 0:
         err.print(f"[yellow]no studies in {config.mask_url(settings.storage)} yet[/yellow]")
@@ -47,6 +59,9 @@ def dashboard_cmd(
         f"{settings.artifacts_dir}) at {dash.address} ; Ctrl-C stops it",
         soft_wrap=True,
     )
+    access = "read-only" if read_only else "read-write"
+    who = f"login {login.user}, password from {login.source}" if login else "no login"
+    err.print(f"{access}, {who}", soft_wrap=True, markup=False)
     try:
         dash.serve_forever()
     except KeyboardInterrupt:
