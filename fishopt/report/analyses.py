@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from fishopt.report.stats import ALPHA, Interval, epochs_to_fraction, holm, mean_ci, welch_p
+from fishopt.report.stats import (
+    ALPHA,
+    Interval,
+    bootstrap_ci,
+    epochs_to_fraction,
+    holm,
+    welch_p,
+)
 
 METRICS = ("train_acc", "valid_acc", "train_f1", "valid_f1", "train_loss", "valid_loss")
 
@@ -158,7 +165,7 @@ def analyse_optimizers(complete: Sequence[FrozenTrial], spec: dict) -> Optimizer
                 optimizer=name,
                 trials=len(ts),
                 best=max(t.value for t in ts),
-                f1=mean_ci([t.value for t in ts]),
+                f1=bootstrap_ci([t.value for t in ts]),
                 test_f1=float(best.user_attrs.get("test_f1", math.nan)) if best else math.nan,
                 gap=_mean([_gap(t) for t in ts]),
                 epochs_to_90=_mean([_to_90(t) for t in ts]),
@@ -237,7 +244,7 @@ def config_rows(complete: Sequence[FrozenTrial]) -> list[ConfigRow]:
                 pattern=pattern_of(hidden),
                 trials=len(ts),
                 n_params=int(ts[0].user_attrs.get("n_params", 0)),
-                f1=mean_ci([t.value for t in ts]),
+                f1=bootstrap_ci([t.value for t in ts]),
                 test_f1=float(best.user_attrs.get("test_f1", math.nan)) if best else math.nan,
                 epoch_seconds=_mean([t.user_attrs.get("epoch_seconds") for t in ts]),
             )
