@@ -82,7 +82,9 @@ def bootstrap_ci(
         rng=_rng(seed),
     )
     ci = res.confidence_interval
-    return Interval(n, mean, sd, float(ci.low), float(ci.high))
+    # A resampled mean lies within the values; clip the float rounding that can step past them.
+    low, high = max(float(ci.low), min(xs)), min(float(ci.high), max(xs))
+    return Interval(n, mean, sd, low, high)
 
 
 def iqm(values: Sequence[float | None]) -> float:
