@@ -3,11 +3,17 @@
 Training is not needed to test what a report or the dashboard says about trials, and known
 values let the tests check the verdicts: "Good" and "Same" overlap, "Bad" is far below both.
 Trials carry the same user attributes the objective writes (history, repeat, config, seed,
-hidden, n_params, epoch_seconds, test_f1).
+hidden, n_params, epoch_seconds, test_f1, test_acc, test_confusion).
+
+The tuned study follows the data contract of kind "optimizers-tuned": search trials (phase
+"search") and confirm re-runs of each optimizer's best setting (phase "confirm", "confirm_of",
+"repeat" r with the same seed for every optimizer). There tuning turns the order around: "Bad"
+at defaults becomes the clear winner, and "Good" and "Same" stay inseparable.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -66,17 +72,38 @@ def history(final: float, epochs: int = EPOCHS) -> list[dict]:
     return out
 
 
+def confusion(value: float) -> list[list[int]]:
+    """A 27-image, 3-class test confusion matrix whose accuracy is about ``value``."""
+    c = round(9 * value)
+    return [[c, 9 - c, 0], [0, c, 9 - c], [9 - c, 0, c]]
+
+
 def add(
-    study, params: dict, dists: dict, value: float, hidden: list[int], repeat: int, config: str
+    study,
+    params: dict,
+    dists: dict,
+    value: float,
+    hidden: list[int],
+    repeat: int,
+    config: str,
+    *,
+    state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE,
+    extra: dict | None = None,
 ) -> None:
     h = history(value)
+    cm = confusion(value)
+    done = state == optuna.trial.TrialState.COMPLETE
     study.add_trial(
         optuna.trial.create_trial(
             params=params,
             distributions=dists,
-            value=value,
-            intermediate_values={r["epoch"]: r["valid_f1"] for r in h},
+            value=value if done else None,
+            state=state,
+            intermediate_values={r["epoch"]: r["valid_f1"] for r in h}
+            if state != optuna.trial.TrialState.FAIL
+            else {},
             user_attrs={
+                **(extra or {}),
                 "history": h,
                 "repeat": repeat,
                 "config": config,
@@ -84,7 +111,9 @@ def add(
                 "hidden": hidden,
                 "n_params": 2655 * (hidden[0] if hidden else 3) + 100 * len(hidden),
                 "epoch_seconds": 0.001 * (1 + sum(hidden)),
-                "test_f1": value - 0.01,
+                "test_f1": float(np.trace(cm) / 27 - 0.01),
+                "test_acc": float(np.trace(cm) / 27),
+                "test_confusion": cm,
                 "best_epoch": EPOCHS,
                 "epochs_run": EPOCHS,
             },
@@ -187,10 +216,88 @@ def _full(storage_url: str, name: str) -> None:
         add(st, params, dists, 0.9 - abs(i - 4) * 0.05, [128] * params["n_layers"], 0, f"f{i}")
 
 
-BUILDERS = {"optimizers": _optimizers, "widths": _widths, "depth": _depth, "full": _full}
+TUNED_SPACES = {
+    "Good": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},
+    "Same": {
+        "lr": {"low": 1e-5, "high": 1e-1, "log": True},
+        "momentum": {"low": 0.0, "high": 0.99, "log": False},
+    },
+    "Bad": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},
+}
+# optimizer -> (search trials: (lr, value); confirm values by repeat, re-running the best)
+TUNED_SEARCH = {
+    "Good": [(1e-4, 0.85), (1e-3, 0.93), (1e-2, 0.80), (3e-5, 0.70)],
+    "Same": [(2e-4, 0.84), (1e-3, 0.92), (1e-2, 0.79), (3e-5, 0.72)],
+    "Bad": [(1e-4, 0.60), (1e-3, 0.75), (1e-2, 0.90), (0.098, 0.95)],  # best at the range's edge
+}
+TUNED_CONFIRM = {
+    "Good": [0.930, 0.925, 0.935],
+    "Same": [0.931, 0.920, 0.930],  # inseparable from Good
+    "Bad": [0.955, 0.960, 0.950],  # clearly ahead once tuned
+}
 
 
-def build(storage_url: str, prefix: str = "", kinds: tuple[str, ...] = tuple(BUILDERS)) -> None:
+def _tuned(storage_url: str, name: str, partial: bool = False) -> None:
+    """Search + confirm trials; ``partial``: Same's search is still running and one of its
+    confirm runs failed, so the report must say what is missing."""
+    names = list(TUNED_SPACES)
+    ident = identity("optimizers-tuned", "optimizers-tuned", {"hidden": [256, 128]}, {}, 3)
+    ident["spec"]["tuned"] = {
+        "trials_per_optimizer": 4,
+        "confirm_seeds": 3,
+        "optimizers": names,
+        "spaces": TUNED_SPACES,
+    }
+    st = create(storage_url, name, ident)
+    for opt in names:
+        space = TUNED_SPACES[opt]
+        dists = {
+            "optimizer": CategoricalDistribution(names),
+            **{p: FloatDistribution(r["low"], r["high"], log=r["log"]) for p, r in space.items()},
+        }
+        best = None
+        for i, (lr, v) in enumerate(TUNED_SEARCH[opt]):
+            params = {
+                "optimizer": opt,
+                "lr": lr,
+                **({"momentum": 0.9} if "momentum" in space else {}),
+            }
+            state = optuna.trial.TrialState.COMPLETE
+            if opt == "Same" and i == 0:
+                state = optuna.trial.TrialState.PRUNED  # still counts: it spent budget
+            if partial and opt == "Same" and i == 3:
+                state = optuna.trial.TrialState.FAIL
+            add(st, params, dists, v, [256, 128], 0, opt, state=state, extra={"phase": "search"})
+            if state == optuna.trial.TrialState.COMPLETE and (best is None or v > best[1]):
+                best = (len(st.trials) - 1, v, params)
+        assert best is not None
+        for r, v in enumerate(TUNED_CONFIRM[opt]):
+            state = optuna.trial.TrialState.COMPLETE
+            if partial and opt == "Same" and r == 2:
+                state = optuna.trial.TrialState.FAIL
+            extra = {"phase": "confirm", "confirm_of": best[0]}
+            add(st, best[2], dists, v, [256, 128], r, opt, state=state, extra=extra)
+
+
+def _tuned_partial(storage_url: str, name: str) -> None:
+    _tuned(storage_url, name, partial=True)
+
+
+BUILDERS = {
+    "optimizers": _optimizers,
+    "widths": _widths,
+    "depth": _depth,
+    "full": _full,
+    "optimizers-tuned": _tuned,
+    "optimizers-tuned-partial": _tuned_partial,
+}
+
+
+def build(
+    storage_url: str,
+    prefix: str = "",
+    kinds: tuple[str, ...] = ("optimizers", "widths", "depth", "full"),
+) -> None:
     """Studies of the given kinds, named ``prefix + kind``."""
     for kind in kinds:
         BUILDERS[kind](storage_url, prefix + kind)

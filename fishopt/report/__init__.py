@@ -45,7 +45,7 @@ def build(url: str, names: list[str], out: Path) -> Written:
         raise FishoptError(f"--out {out} is a file; give a folder for the report")
     studies = load_studies(url, names)
     index = comparison_page(studies)
-    pages: list[Doc] = [study_page(s) for s in studies]
+    pages: list[Doc] = [study_page(s, studies) for s in studies]
     summary = "\n".join([index.to_markdown(), *(p.to_markdown() for p in pages)])
     try:
         for doc in (index, *pages):

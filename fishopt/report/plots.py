@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fishopt.report.analyses import (
     ConfigRow,
@@ -23,7 +24,7 @@ from fishopt.report.analyses import (
     change_per_epoch,
     history,
 )
-from fishopt.report.stats import pareto_front
+from fishopt.report.stats import Friedman, pareto_front
 
 STYLE = {
     "font.size": 11,
@@ -284,6 +285,50 @@ def study_spread(names: Sequence[str], values: Sequence[Sequence[float]]) -> byt
         ax.set_xlabel("study")
         ax.set_ylabel("validation macro-F1 of finished trials")
         ax.set_title("Trials per study")
+        return fig
+
+    return render(build)
+
+
+# ------------------------------------------------------------------------ tuned optimizers
+
+
+def budget_curves(budget: dict[str, list[tuple[int, float, float]]]) -> bytes:
+    """Expected best validation F1 after k search trials, per optimizer (Dodge et al. 2019)."""
+
+    def build() -> Figure:
+        fig, (ax,) = _figure(1, width=7.5, height=4.6)
+        for i, (name, curve) in enumerate(budget.items()):
+            ks = [k for k, _, _ in curve]
+            mean = [m for _, m, _ in curve]
+            ax.plot(ks, mean, marker=MARKERS[i % len(MARKERS)], color=_color(i), label=name)
+            ax.fill_between(
+                ks,
+                [m - s for _, m, s in curve],
+                [min(1.0, m + s) for _, m, s in curve],
+                color=_color(i),
+                alpha=0.12,
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("search trials k")
+        ax.set_ylabel("expected best validation macro-F1")
+        ax.set_title("What a search budget buys (expected best of k trials, ± sd)")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="optimizer")
+        return fig
+
+    return render(build)
+
+
+def cd_diagram(f: Friedman) -> bytes:
+    """Critical-difference diagram (scikit-posthocs): average ranks over seeds, optimizers
+    that the Nemenyi test cannot separate joined by a bar, the critical difference above."""
+    import pandas as pd
+    import scikit_posthocs as skp
+
+    def build() -> Figure:
+        fig, (ax,) = _figure(1, width=7.5, height=1.2 + 0.3 * len(f.names))
+        sig = pd.DataFrame(f.nemenyi, index=f.names, columns=f.names)
+        skp.critical_difference_diagram(f.ranks, sig, cd=f.cd, ax=ax)
         return fig
 
     return render(build)
