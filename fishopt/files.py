@@ -17,13 +17,15 @@ from typing import BinaryIO
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary file handle whose contents become ``path`` when the block ends normally."""
+def atomic_file(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file handle whose contents become ``path`` (with ``mode``: a temporary file
+    is private to its owner) when the block ends normally."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -31,8 +33,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def write_bytes(path: Path, blob: bytes) -> None:
-    with atomic_file(path) as f:
+def write_bytes(path: Path, blob: bytes, mode: int = 0o644) -> None:
+    with atomic_file(path, mode) as f:
         f.write(blob)
 
 

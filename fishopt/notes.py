@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial
 
-# The study user attribute study.open_study writes (study.ATTR); repeated here so notes and
-# reports can read it without importing the training code (torch).
-ATTR = "fishopt"
+from fishopt.search.studies import ATTR
 
 
 def study_note(name: str, identity: dict) -> str:

@@ -7,12 +7,11 @@ names and renamed into place, so an interrupted report never leaves half a page.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fishopt.errors import FishoptError
+from fishopt.files import write_bytes
 from fishopt.report.doc import Doc
 from fishopt.report.load import load_studies
 from fishopt.report.pages import comparison_page, finding, study_page
@@ -26,19 +25,6 @@ class Written:
     findings: list[str]  # one line per study, as on the comparison page
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build(url: str, names: list[str], out: Path) -> Written:
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -50,9 +36,9 @@ def build(url: str, names: list[str], out: Path) -> Written:
     try:
         for doc in (index, *pages):
             for file, data in doc.figures.items():
-                _write(out / "figures" / file, data)
-            _write(out / f"{doc.slug}.html", doc.to_html().encode())
-        _write(out / "summary.md", summary.encode())
+                write_bytes(out / "figures" / file, data)
+            write_bytes(out / f"{doc.slug}.html", doc.to_html().encode())
+        write_bytes(out / "summary.md", summary.encode())
     except OSError as exc:
         raise FishoptError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     return Written(

@@ -30,6 +30,7 @@ from fishopt.report.stats import (
     prob_better,
     welch_p,
 )
+from fishopt.search import summary
 
 METRICS = ("train_acc", "valid_acc", "train_f1", "valid_f1", "train_loss", "valid_loss")
 
@@ -144,8 +145,9 @@ class OptimizerAnalysis:
         return self.rows[0].optimizer if self.rows else None
 
 
-def optimizer_of(t: FrozenTrial, spec: dict) -> str:
-    return str(t.params.get("optimizer", spec.get("fixed", {}).get("optimizer", "?")))
+def by_optimizer(trials: Sequence[FrozenTrial], spec: dict) -> dict[str, list[FrozenTrial]]:
+    """Trials per optimizer, grouped as the CLI's summary groups them."""
+    return summary.groups(trials, True, str(spec.get("fixed", {}).get("optimizer", "?")))
 
 
 def _gap(t: FrozenTrial) -> float | None:
@@ -176,9 +178,7 @@ def compare_to_best(groups: dict[str, Sequence[float]]) -> list[Comparison]:
 
 
 def analyse_optimizers(complete: Sequence[FrozenTrial], spec: dict) -> OptimizerAnalysis:
-    groups: dict[str, list[FrozenTrial]] = defaultdict(list)
-    for t in complete:
-        groups[optimizer_of(t, spec)].append(t)
+    groups = by_optimizer(complete, spec)
     rows = []
     for name, ts in groups.items():
         best = best_of(ts)
@@ -238,13 +238,10 @@ def pattern_of(hidden: Sequence[int]) -> str:
 
 
 def config_rows(complete: Sequence[FrozenTrial]) -> list[ConfigRow]:
-    """Trials grouped by their ``config`` key (params without the repeat index)."""
-    groups: dict[str, list[FrozenTrial]] = defaultdict(list)
-    for t in complete:
-        key = t.user_attrs.get("config") or str(sorted(t.params.items()))
-        groups[key].append(t)
+    """Trials grouped per configuration (params without the repeat index), as the CLI's
+    summary groups them."""
     rows = []
-    for ts in groups.values():
+    for ts in summary.groups(complete, by_optimizer=False).values():
         hidden = tuple(int(h) for h in ts[0].user_attrs.get("hidden", []))
         best = best_of(ts)
         rows.append(
@@ -358,13 +355,12 @@ def analyse_tuned(
     r_plan = int(tuned_spec.get("confirm_seeds", 0))
     spaces = tuned_spec.get("spaces", {})
     names = list(tuned_spec.get("optimizers", []))
-    by_opt: dict[str, list[FrozenTrial]] = defaultdict(list)
-    for t in trials:
-        by_opt[optimizer_of(t, spec)].append(t)
+    by_opt = by_optimizer(trials, spec)
     names += [n for n in by_opt if n not in names]
-    default_groups: dict[str, list[float]] = defaultdict(list)
-    for t in defaults or ():
-        default_groups[optimizer_of(t, {})].append(float(t.value))
+    default_groups = {
+        name: [float(t.value) for t in ts]  # type: ignore[arg-type]
+        for name, ts in by_optimizer(list(defaults or ()), {}).items()
+    }
 
     missing: list[str] = []
     partial = []

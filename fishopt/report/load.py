@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.config import mask_url
+from fishopt.config import mask_url, sqlite_path
 from fishopt.errors import FishoptError
-from fishopt.notes import ATTR
+from fishopt.search import studies as stored
 from fishopt.search.storage import open_storage
+from fishopt.search.studies import ATTR
 
 
 @dataclass(frozen=True)
@@ -39,19 +39,15 @@ class StudyData:
 
 def load_studies(url: str, names: list[str]) -> list[StudyData]:
     """Load the named studies; an unknown name is refused with the names that exist."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if str(path) != ":memory:" and not path.exists():
-            # Opening would create an empty database: a report must not leave files behind.
-            raise FishoptError(f"no database at {path} (storage {mask_url(url)})")
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        # Opening would create an empty database: a report must not leave files behind.
+        raise FishoptError(f"no database at {path} (storage {mask_url(url)})")
     storage = open_storage(url, heartbeat=False)
-    existing = optuna.study.get_all_study_names(storage)
+    existing = stored.names(storage)
     missing = [n for n in names if n not in existing]
     if missing:
-        raise FishoptError(
-            f"no study {', '.join(map(repr, missing))} in {mask_url(url)}; studies there: "
-            f"{', '.join(existing) or 'none'}"
-        )
+        raise stored.missing_error(missing, storage, url)
     out = []
     for name in dict.fromkeys(names):  # keep order, drop duplicates
         st = optuna.load_study(study_name=name, storage=storage)

@@ -16,10 +16,10 @@ from fishopt.report.analyses import (
     analyse_optimizers,
     analyse_tuned,
     best_of,
+    by_optimizer,
     config_rows,
     defaults_opening,
     history,
-    optimizer_of,
     series,
     tuned_opening,
 )
@@ -504,10 +504,7 @@ def _f1(h: HeldOutFigures) -> tuple[float, float, float]:
 
 
 def _by_optimizer(s: StudyData) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for t in s.complete:
-        out.setdefault(optimizer_of(t, s.spec), []).append(t)
-    return out
+    return by_optimizer(s.complete, s.spec)
 
 
 KIND_SECTIONS = {

@@ -35,6 +35,23 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
+def _percentile_ci(
+    samples: tuple[np.ndarray, ...], stat, level: float, seed: int, paired: bool = False
+) -> tuple[float, float]:
+    """scipy's percentile bootstrap with fishopt's resample count and a fixed seed."""
+    res = sps.bootstrap(
+        samples,
+        stat,
+        paired=paired,
+        vectorized=True,
+        confidence_level=level,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
@@ -73,17 +90,9 @@ def bootstrap_ci(
         return Interval(n, xs[0], 0.0, xs[0], xs[0])
     mean = statistics.fmean(xs)
     sd = statistics.stdev(xs)
-    res = sps.bootstrap(
-        (np.asarray(xs),),
-        np.mean,
-        confidence_level=level,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        rng=_rng(seed),
-    )
-    ci = res.confidence_interval
+    low, high = _percentile_ci((np.asarray(xs),), np.mean, level, seed)
     # A resampled mean lies within the values; clip the float rounding that can step past them.
-    low, high = max(float(ci.low), min(xs)), min(float(ci.high), max(xs))
+    low, high = max(low, min(xs)), min(high, max(xs))
     return Interval(n, mean, sd, low, high)
 
 
@@ -160,18 +169,8 @@ def prob_better(
     p = float(stat(xa, xb))
     if min(len(xa), len(xb)) < 2:
         return Probability(p, math.nan, math.nan, len(xa), paired)
-    res = sps.bootstrap(
-        (xa, xb),
-        stat,
-        paired=paired,
-        vectorized=True,
-        confidence_level=level,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        rng=_rng(seed),
-    )
-    ci = res.confidence_interval
-    return Probability(p, float(ci.low), float(ci.high), len(xa), paired)
+    low, high = _percentile_ci((xa, xb), stat, level, seed, paired)
+    return Probability(p, low, high, len(xa), paired)
 
 
 # ------------------------------------------------------------------------- many at once
@@ -311,18 +310,9 @@ def macro_f1_interval(
     t, p = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     if len(t) < 2:
         return math.nan, math.nan
-    res = sps.bootstrap(
-        (t, p),
-        lambda a, b, axis=-1: _macro_f1(a, b, n_classes, axis),
-        paired=True,
-        vectorized=True,
-        confidence_level=level,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        rng=_rng(seed),
+    return _percentile_ci(
+        (t, p), lambda a, b, axis=-1: _macro_f1(a, b, n_classes, axis), level, seed, paired=True
     )
-    ci = res.confidence_interval
-    return float(ci.low), float(ci.high)
 
 
 def small_test_warning(n_test: int, threshold: int = SMALL_TEST) -> str | None:

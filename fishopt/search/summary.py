@@ -12,11 +12,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search.spec import StudySpec
 from fishopt.search.studies import FINISHED
+
+if TYPE_CHECKING:  # the spec module imports torch; the report reads studies without it
+    from fishopt.search.spec import StudySpec
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,11 @@ def _parts(trial: FrozenTrial, show: Callable[[object], str]) -> list[str]:
     return parts
 
 
-def group_key(trial: FrozenTrial, by_optimizer: bool) -> str:
-    """Trials that differ only in their seed (repeat) share a key."""
+def group_key(trial: FrozenTrial, by_optimizer: bool, optimizer: str = "?") -> str:
+    """Trials that differ only in their seed (repeat) share a key; ``optimizer`` names the
+    group of trials that did not search it (a fixed one)."""
     if by_optimizer:
-        return str(trial.params.get("optimizer", "?"))
+        return str(trial.params.get("optimizer", optimizer))
     return " ".join(_parts(trial, repr)) or "fixed"
 
 
@@ -94,10 +98,14 @@ def varying_params(trials: Iterable[FrozenTrial]) -> set[str]:
     return {k for k, values in seen.items() if len(values) > 1}
 
 
-def groups(trials: Iterable[FrozenTrial], by_optimizer: bool) -> dict[str, list[FrozenTrial]]:
+def groups(
+    trials: Iterable[FrozenTrial], by_optimizer: bool, optimizer: str = "?"
+) -> dict[str, list[FrozenTrial]]:
+    """Trials by group, in the order each group first appears. The CLI's table and the
+    report's per-optimizer and per-configuration analyses all group through here."""
     out: dict[str, list[FrozenTrial]] = defaultdict(list)
     for t in trials:
-        out[group_key(t, by_optimizer)].append(t)
+        out[group_key(t, by_optimizer, optimizer)].append(t)
     return dict(out)
 
 
