@@ -118,13 +118,15 @@ def study_cmd(
     if outcome.reason == "interrupted":
         err.print(
             f"[yellow]interrupted: the running trial was marked FAIL and will be re-run;"
-            f" run the same command to resume {st.study_name!r}[/yellow]"
+            f" run the same command to resume {st.study_name!r}[/yellow]",
+            soft_wrap=True,
         )
         raise typer.Exit(130)
     if outcome.reason == "budget" and outcome.ran == 0:
         err.print(
             f"study {st.study_name!r} already has {studies.finished_count(st)} finished trials "
-            f"(budget {session.budget}); pass --n-trials to extend it"
+            f"(budget {session.budget}); pass --n-trials to extend it",
+            soft_wrap=True,
         )
     else:
         err.print(f"finished in {time.perf_counter() - started:.1f}s")
@@ -172,6 +174,9 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
     groups = summary.summarize(spec, st.get_trials(deepcopy=False))
     by = "optimizer" if summary.per_optimizer(spec.kind, spec.space) else "configuration"
     title = f"{st.study_name}: validation macro-F1 per {by}"
+    if spec.tuned:
+        phase = summary.tuned_phase(st.get_trials(deepcopy=False))
+        title += " (best setting, seeds)" if phase == "confirm" else " (search so far)"
     if len(groups) > rows:
         title += f" (top {rows} of {len(groups)})"
     table = Table(title=title)
@@ -195,6 +200,34 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
 
 def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
     console.print(summary_table(spec, st))
+    if spec.tuned:
+        for line in tuned_notes(spec, st):
+            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+
+
+def tuned_notes(spec: StudySpec, st: optuna.Study) -> list[str]:
+    """Range-edge warnings for each optimizer's best search setting, and where to read on."""
+    from fishopt.search import tuned
+
+    trials = st.get_trials(deepcopy=False)
+    lines = []
+    for name, space in spec.tuned["spaces"].items():
+        searched = [
+            t
+            for t in trials
+            if t.params.get("optimizer") == name and tuned.phase_of(t) == tuned.SEARCH
+        ]
+        best = studies.best_completed(searched)
+        if best is not None:
+            lines += [
+                f"warning: {name}'s best {w}; widen the range"
+                for w in tuned.edge_warnings(best.params, space)
+            ]
+    lines.append(
+        f"defaults against tuned: fishopt report optimizers {st.study_name}"
+        " (run the optimizers study on the same data first)"
+    )
+    return lines
 
 
 @app.command("studies")

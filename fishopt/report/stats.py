@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from fishopt.search.tuned import edge_warnings  # noqa: F401  (one home: the search side)
+
 ALPHA = 0.05
 LEVEL = 0.95
 RESAMPLES = 4000
@@ -248,29 +250,6 @@ def budget_curve(values: Sequence[float | None]) -> list[tuple[int, float, float
     """(k, expected best, sd) for k = 1 .. number of finite values."""
     n = len(_finite(values))
     return [(k, *expected_max(values, k)) for k in range(1, n + 1)]
-
-
-def edge_warnings(params: Mapping[str, object], space: Mapping[str, Mapping]) -> list[str]:
-    """Parameters whose value sits within 5% of either end of its range (measured on the log
-    scale for log ranges): the best may lie outside, so the range should be widened, as Choi
-    et al. (2019) did. ``space``: name -> {"low", "high", "log"}; other entries are ignored."""
-    out = []
-    for name in sorted(space):
-        rng = space[name]
-        v = params.get(name)
-        if not isinstance(rng, Mapping) or not isinstance(v, int | float) or isinstance(v, bool):
-            continue
-        lo, hi, log = float(rng["low"]), float(rng["high"]), bool(rng.get("log", False))
-        if hi <= lo or (log and lo <= 0) or (log and v <= 0):
-            continue
-        f = (lambda x: math.log(x)) if log else (lambda x: x)
-        pos = (f(float(v)) - f(lo)) / (f(hi) - f(lo))
-        scale = " (log scale)" if log else ""
-        if pos <= 0.05:
-            out.append(f"{name} = {v:.3g} is at the low end of its range {lo:g}..{hi:g}{scale}")
-        elif pos >= 0.95:
-            out.append(f"{name} = {v:.3g} is at the high end of its range {lo:g}..{hi:g}{scale}")
-    return out
 
 
 # ------------------------------------------------------------------------- test figures

@@ -136,6 +136,10 @@ def spec_budget(spec: StudySpec, n_trials: int | None = None) -> int | None:
         return n_trials
     if spec.n_trials is not None:
         return spec.n_trials
+    if spec.tuned:
+        from fishopt.search.tuned import budget as tuned_budget
+
+        return tuned_budget(spec.tuned)
     if spec.sampler["name"] == "grid":
         from fishopt.search.space import grid_size
 

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt.bundle import artifacts
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
-from fishopt.search import claim, liveness, space, studies
+from fishopt.search import claim, liveness, space, studies, tuned
 from fishopt.search.objective import TrainedHook, objective, repeat_callback
 from fishopt.search.session import Options, Progress, Session, open_session
 from fishopt.search.studies import origin_number
@@ -160,6 +160,8 @@ def run(
         log(describe(t))
 
     all_callbacks = [repeat_callback(ctx.spec), remember, *callbacks]
+    # The tuned protocol decides which trial comes next (which optimizer, which phase).
+    plan = (lambda s, ts: tuned.plan(s, ctx.spec.tuned, ts)) if ctx.spec.tuned else None
     poll = max(0.5, min(hb.interval, 5.0))
     started = time.monotonic()
     ran = fails_in_row = 0
@@ -177,7 +179,12 @@ def run(
                 counts = studies.tally(st.get_trials(deepcopy=False))
                 if total is not None and counts.finished >= total:
                     return Outcome(ran, "budget", 0)
-                if (total is None or counts.claimed < total) and not (flags.soft or flags.hard):
+                trials = st.get_trials(deepcopy=False)
+                if (
+                    (total is None or counts.claimed < total)
+                    and not (flags.soft or flags.hard)
+                    and (counts.waiting or plan is None or plan(st, trials))
+                ):
                     last.clear()
                     st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
                     ran += 1
@@ -194,8 +201,8 @@ def run(
                 lock.release()
             if not waiting_said:
                 log(
-                    f"budget {total} is claimed ({counts.finished} finished, {counts.running} "
-                    f"running); waiting for running trials to finish or go stale"
+                    f"budget {total}: {counts.finished} finished, {counts.running} running; "
+                    "waiting for running trials to finish or go stale"
                 )
                 waiting_said = True
             flags.interruptible = True

@@ -24,6 +24,7 @@ from fishopt.search import space
 from fishopt.search.spec import StudySpec
 from fishopt.search.storage import set_user_attrs
 from fishopt.search.studies import origin_number
+from fishopt.search.tuned import CONFIRM, confirm_seed
 from fishopt.training.model import MLPSpec, load_model, parameter_count
 from fishopt.training.train import EpochRecord, TrainConfig, TrainResult, evaluate, train
 
@@ -107,7 +108,10 @@ def objective(
         )
         cfg = space.suggest(trial, spec)
         model_spec = cfg.mlp(ctx.in_features, ctx.n_classes)
-        seed = derive_seed(spec.seed, origin_number(frozen))
+        if frozen.user_attrs.get("phase") == CONFIRM:  # paired: the r-th seed of every optimizer
+            seed = confirm_seed(spec.seed, int(frozen.user_attrs.get("repeat", 0)))
+        else:
+            seed = derive_seed(spec.seed, origin_number(frozen))
         record: dict = {
             "repeat": cfg.repeat if cfg.repeat is not None else frozen.user_attrs.get("repeat", 0),
             "seed": seed,

@@ -30,7 +30,23 @@ def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.
     # training seed comes from its number). TPE's constant liar (on by default) already spreads
     # parallel workers apart.
     seed = None if distributed and name != "grid" else spec.seed
+    if spec.tuned:
+        from fishopt.search.tuned import PerOptimizerSampler
+
+        def one(optimizer: str) -> optuna.samplers.BaseSampler:
+            # Each optimizer's own stream, reproducible from the study seed.
+            own = None if seed is None else (seed * 1_000_003 + sum(map(ord, optimizer))) % 2**31
+            return _plain(name, opts, own)
+
+        return PerOptimizerSampler(one)
+    return _plain(name, opts, seed, spec)
+
+
+def _plain(
+    name: str, opts: dict, seed: int | None, spec: StudySpec | None = None
+) -> optuna.samplers.BaseSampler:
     if name == "grid":
+        assert spec is not None
         return RequeueSafeGridSampler(space.grid(spec), seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)

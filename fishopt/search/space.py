@@ -76,14 +76,34 @@ def _suggest(trial: optuna.Trial, spec: StudySpec, key: str, name: str | None = 
     return trial.suggest_categorical(name, list(dom))
 
 
-def suggest(trial: optuna.Trial, spec: StudySpec) -> TrialConfig:
-    optimizer = _suggest(trial, spec, "optimizer")
-    optim_spec = OptimSpec(
-        name=optimizer,
-        lr=_suggest(trial, spec, "lr"),
-        weight_decay=_suggest(trial, spec, "weight_decay"),
-        momentum=_suggest(trial, spec, "momentum"),
+def _suggest_range(trial: optuna.Trial, name: str, r: dict) -> float:
+    return trial.suggest_float(name, float(r["low"]), float(r["high"]), log=bool(r["log"]))
+
+
+def suggest_tuned(trial: optuna.Trial, tuned: dict) -> OptimSpec:
+    """The tuned protocol: the optimizer was fixed when the trial was queued; its own
+    hyperparameters come from its own space (``search.tuned``)."""
+    optimizer = trial.suggest_categorical("optimizer", list(tuned["optimizers"]))
+    values = {k: _suggest_range(trial, k, r) for k, r in tuned["spaces"][optimizer].items()}
+    return OptimSpec(
+        name=str(optimizer),
+        lr=values.pop("lr", None),
+        weight_decay=values.pop("weight_decay", None),
+        momentum=values.pop("momentum", None),
+        options=tuple(sorted(values.items())),
     )
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec) -> TrialConfig:
+    if spec.tuned:
+        optim_spec = suggest_tuned(trial, spec.tuned)
+    else:
+        optim_spec = OptimSpec(
+            name=_suggest(trial, spec, "optimizer"),
+            lr=_suggest(trial, spec, "lr"),
+            weight_decay=_suggest(trial, spec, "weight_decay"),
+            momentum=_suggest(trial, spec, "momentum"),
+        )
     if "hidden" in spec.fixed:
         hidden = tuple(spec.fixed["hidden"])
     else:

@@ -113,6 +113,9 @@ def summarize(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[GroupRow]:
     """One row per group of finished or failed trials, best mean first."""
     by_opt = per_optimizer(spec.kind, spec.space)
     ended = [t for t in trials if t.state in (*FINISHED, TrialState.FAIL)]
+    if spec.tuned:  # the tuned protocol's answer is its confirm runs, once there are any
+        phase = tuned_phase(ended)
+        ended = [t for t in ended if t.user_attrs.get("phase", "search") == phase]
     varying = varying_params(ended)
     rows = []
     for key, ts in groups(ended, by_opt).items():
@@ -137,3 +140,8 @@ def summarize(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[GroupRow]:
         )
     rows.sort(key=lambda r: (-(r.mean if not math.isnan(r.mean) else -1), r.label))
     return rows
+
+
+def tuned_phase(trials: Sequence[FrozenTrial]) -> str:
+    """Which phase of a tuned study to summarise: confirm once it has begun, else search."""
+    return "confirm" if any(t.user_attrs.get("phase") == "confirm" for t in trials) else "search"

@@ -33,12 +33,38 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
+# Hyperparameters a study may set beyond lr/weight_decay/momentum, by their trial-parameter
+# names; pairs that torch takes as one tuple are joined (betas, etas).
+OPTIONS = ("beta1", "beta2", "eps", "rho", "alpha", "lambd", "t0", "eta_minus", "eta_plus")
+_PAIRS = {"betas": ("beta1", "beta2"), "etas": ("eta_minus", "eta_plus")}
+
+
 @dataclass(frozen=True)
 class OptimSpec:
     name: str
     lr: float | None = None  # None: torch's default for this optimizer
     weight_decay: float | None = None  # None: torch's default
     momentum: float | None = None  # only for optimizers that take it
+    options: tuple[tuple[str, float], ...] = ()  # (name in OPTIONS, value); others: defaults
+
+    def torch_kwargs(self) -> dict:
+        """The keyword arguments this spec sets, for the torch class (unset: its default)."""
+        kwargs: dict = {}
+        if self.lr is not None:
+            kwargs["lr"] = self.lr
+        if self.weight_decay is not None and accepts(self.name, "weight_decay"):
+            kwargs["weight_decay"] = self.weight_decay
+        if self.momentum is not None and accepts(self.name, "momentum"):
+            kwargs["momentum"] = self.momentum
+        given = dict(self.options)
+        for joined, (a, b) in _PAIRS.items():
+            if (a in given or b in given) and accepts(self.name, joined):
+                default = inspect.signature(_cls(self.name)).parameters[joined].default
+                kwargs[joined] = (given.pop(a, default[0]), given.pop(b, default[1]))
+        for key, value in given.items():
+            if accepts(self.name, key):
+                kwargs[key] = value
+        return kwargs
 
 
 def _cls(name: str) -> type[torch.optim.Optimizer]:
@@ -67,13 +93,7 @@ def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]) -> to
     AdamW on a 2655-256-128 MLP) where torch has them, else ``foreach``; the maths is the same.
     """
     check_name(spec.name)
-    kwargs: dict = {}
-    if spec.lr is not None:
-        kwargs["lr"] = spec.lr
-    if spec.weight_decay is not None and accepts(spec.name, "weight_decay"):
-        kwargs["weight_decay"] = spec.weight_decay
-    if spec.momentum is not None and accepts(spec.name, "momentum"):
-        kwargs["momentum"] = spec.momentum
+    kwargs = spec.torch_kwargs()
     params = list(params)
     if accepts(spec.name, "fused"):
         try:
