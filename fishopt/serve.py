@@ -1,37 +1,64 @@
 """The prediction service: a FastAPI app built by ``create_app(bundle)``.
 
 The bundle is loaded (and its weights' sha256 checked) in the app's lifespan, so importing this
-module reads nothing. Every bad input gets a JSON error with a status that says what was wrong:
+module reads nothing. ``app_from_env`` is the same factory for uvicorn's worker processes
+(``fishopt serve --workers N``): each worker reads the bundle folder and limits from the
+environment the CLI set, and refuses a tampered bundle before it serves a request.
+
+What the service publishes about the model is ``model.json`` less the study's storage location
+(``source.storage``, which names a file path or a database host); the bundle on disk keeps it
+for its owner. Every bad input gets a JSON ``{"detail": ...}`` with a status that says what was
+wrong, and every one of these answers is declared in the OpenAPI schema:
 
 - body over ``max_upload_bytes``: 413, refused as soon as the count passes the limit, whether or
   not the client sent Content-Length (FastAPI/Starlette's per-route ``max_body_size``, which
   counts bytes as they stream in);
-- more than ``max_files`` files: 413; an empty file or a missing ``files`` field: 422;
+- more than ``max_files`` files: 413; no file, an empty file or a missing ``files`` field: 422;
 - a file that is not an image: 415; an image over ``max_pixels``: 413, judged from its header
-  before any pixel is decoded (a decompression bomb costs only its header).
+  before any pixel is decoded (a decompression bomb costs only its header);
+- a multipart body that does not parse: 400.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
+import torch
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fishopt.bundle import predict
 from fishopt.bundle.predict import Bundle, ImageRejected
+from fishopt.errors import FishoptError
 
 MB = 1024 * 1024
+CARD = "MODEL_CARD.md"
+
+# How `fishopt serve --workers N` hands its settings to uvicorn's worker processes: they are
+# spawned fresh and import the app by name, so the environment is the one channel (nothing here
+# is a secret: a folder path, numbers).
+ENV_BUNDLE = "FISHOPT_SERVE_BUNDLE"
+ENV_LIMITS = "FISHOPT_SERVE_LIMITS"
+ENV_THREADS = "FISHOPT_SERVE_THREADS"
+WORKER_FACTORY = "fishopt.serve:app_from_env"
+STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start: the parent stops too
+
+# Keys of model.json's "source" that stay in the bundle and are never served.
+PRIVATE_SOURCE_KEYS = frozenset({"storage"})
 
 
 @dataclass(frozen=True)
@@ -42,12 +69,69 @@ class Limits:
     top_k: int = 3
 
 
+# ---------------------------------------------------------------------- the published contract
+
+
+class Problem(BaseModel):
+    """Every error answer: one readable line, plus the validator's own list for a 422."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Ranked(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class")
+    probability: float = Field(ge=0, le=1)
+
+
+class FilePrediction(BaseModel):
+    file: str
+    top: list[Ranked]
+
+
+class PredictAnswer(BaseModel):
+    model: str
+    predictions: list[FilePrediction]
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    classes: int
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+class MarkdownResponse(PlainTextResponse):
+    media_type = "text/markdown"
+
+
+def problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses, each answered with a ``Problem``."""
+    return {code: {"model": Problem, "description": d} for code, d in described.items()}
+
+
+def public_meta(meta: dict) -> dict:
+    """``model.json`` as the world may see it: without where the study's storage lives."""
+    source = {k: v for k, v in meta.get("source", {}).items() if k not in PRIVATE_SOURCE_KEYS}
+    return {**meta, "source": source}
+
+
+# ------------------------------------------------------------------------------------ the app
+
+
 def create_app(bundle: Bundle | Path | str, limits: Limits = Limits()) -> FastAPI:
     """An app serving ``bundle`` (a loaded Bundle, or a folder loaded at startup)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.bundle = bundle if isinstance(bundle, Bundle) else predict.load_bundle(bundle)
+        loaded = bundle if isinstance(bundle, Bundle) else predict.load_bundle(bundle)
+        app.state.bundle = loaded
+        app.state.public = public_meta(loaded.meta)
+        card = loaded.path / CARD
+        app.state.card = card.read_text() if card.is_file() else None
         yield
 
     app = FastAPI(
@@ -87,28 +171,50 @@ def create_app(bundle: Bundle | Path | str, limits: Limits = Limits()) -> FastAP
         return PAGE
 
     @app.get("/health")
-    async def health(request: Request) -> dict:
+    async def health(request: Request) -> Health:
         b = current(request)
-        return {"status": "ok", "model": b.label, "classes": len(b.classes)}
+        return Health(status="ok", model=b.label, classes=len(b.classes))
 
     @app.get("/model")
-    async def model(request: Request) -> dict:
-        return {**current(request).meta, "limits": asdict(limits)}
+    async def model(request: Request) -> dict[str, Any]:
+        """``model.json`` (less the study's storage location) and the service's limits."""
+        return {**request.app.state.public, "limits": asdict(limits)}
+
+    @app.get(
+        "/card",
+        response_class=MarkdownResponse,
+        responses={
+            200: {"description": "the model card"},
+            404: {
+                "description": "the bundle has no model card",
+                "content": {"application/json": {"schema": {"$ref": PROBLEM_REF}}},
+            },
+        },
+    )
+    async def card(request: Request) -> MarkdownResponse:
+        """The bundle's model card, in Markdown (it never names the study's storage)."""
+        text = request.app.state.card
+        if text is None:
+            raise HTTPException(404, f"the bundle has no {CARD}")
+        return MarkdownResponse(text)
 
     @app.post(
         "/predict",
         max_body_size=limits.max_upload_bytes,
-        responses={
-            413: {"description": "body, file count or image pixels over the limit"},
-            415: {"description": "a file is not an image"},
-            422: {"description": "no files, or an empty file"},
-        },
+        responses=problems(
+            {
+                400: "a body that is not valid multipart/form-data",
+                413: "body, file count or image pixels over the limit",
+                415: "a file is not an image",
+                422: "no files, an empty file, or a bad top_k",
+            }
+        ),
     )
     async def predict_route(
         request: Request,
-        files: Annotated[list[UploadFile], File(description="one or more images")],
+        files: Annotated[list[UploadFile], File(min_length=1, description="one or more images")],
         top_k: Annotated[int, Query(ge=1, le=100)] = limits.top_k,
-    ) -> dict:
+    ) -> PredictAnswer:
         """Top-k species per uploaded image, best first."""
         if len(files) > limits.max_files:
             raise HTTPException(
@@ -130,9 +236,44 @@ def create_app(bundle: Bundle | Path | str, limits: Limits = Limits()) -> FastAP
             results = await run_in_threadpool(work)
         except ImageRejected as exc:
             raise HTTPException(exc.status, str(exc)) from None
-        return {"model": b.label, "predictions": results}
+        return PredictAnswer.model_validate({"model": b.label, "predictions": results})
 
     return app
+
+
+# ------------------------------------------------------------------- uvicorn worker processes
+
+
+def worker_env(bundle: Path, limits: Limits, threads: int) -> dict[str, str]:
+    """The environment ``app_from_env`` reads in each worker."""
+    return {
+        ENV_BUNDLE: str(Path(bundle).resolve()),
+        ENV_LIMITS: json.dumps(asdict(limits)),
+        ENV_THREADS: str(threads),
+    }
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in a worker process: settings from ``worker_env``.
+
+    The bundle is loaded here, before the worker takes a connection, so a bundle changed after
+    the CLI checked it is refused by every worker, with one line on stderr; the exit code tells
+    uvicorn's supervisor not to restart the worker but to stop.
+    """
+    try:
+        folder = os.environ[ENV_BUNDLE]
+        limits = Limits(**json.loads(os.environ[ENV_LIMITS]))
+        threads = int(os.environ[ENV_THREADS])
+    except (KeyError, ValueError, TypeError) as exc:
+        sys.stderr.write(f"error: worker started without `fishopt serve`'s settings ({exc})\n")
+        raise SystemExit(STARTUP_FAILURE) from None
+    torch.set_num_threads(threads)
+    try:
+        loaded = predict.load_bundle(folder)
+    except FishoptError as exc:
+        sys.stderr.write(f"error: worker {os.getpid()}: {exc}\n")
+        raise SystemExit(STARTUP_FAILURE) from None
+    return create_app(loaded, limits)
 
 
 class DeclaredSizeGuard:
@@ -178,70 +319,128 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>fishopt: which fish is this?</title>
 <style>
- body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
- table { border-collapse: collapse; margin-top: 1rem; }
- td, th { padding: .25rem .75rem; text-align: left; }
- .bar { background: #3b82f6; height: .8rem; }
- .error { color: #b91c1c; }
+ body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; }
+ #drop { display: block; border: 2px dashed #94a3b8; border-radius: .5rem; padding: 1.5rem;
+         text-align: center; cursor: pointer; color: #334155; }
+ #drop.over { border-color: #2563eb; background: #eff6ff; }
+ #drop input { display: block; margin: .75rem auto 0; }
  #model { color: #555; font-size: .9rem; }
+ .item { display: flex; gap: 1rem; align-items: flex-start; margin-top: 1rem;
+         padding: .75rem; border: 1px solid #e2e8f0; border-radius: .5rem; }
+ .item img { width: 10rem; max-height: 8rem; object-fit: contain; background: #f1f5f9; }
+ .item h2 { font-size: 1rem; margin: 0 0 .5rem; word-break: break-all; }
+ .rank { display: grid; grid-template-columns: 9rem 10rem 4rem; gap: .5rem;
+         align-items: center; font-size: .9rem; }
+ .track { background: #e2e8f0; height: .8rem; border-radius: .2rem; }
+ .bar { background: #3b82f6; height: 100%; border-radius: .2rem; }
+ .rank:first-of-type .bar { background: #1d4ed8; }
+ .refused { color: #b91c1c; margin: 0; }
 </style>
 </head>
 <body>
 <h1>Which fish is this?</h1>
 <p id="model">loading model...</p>
-<form id="upload">
-  <input type="file" id="file" name="files" accept="image/*" multiple required>
-  <button type="submit" id="go">Predict</button>
-</form>
+<label id="drop" for="file">
+  Drop fish photos here, or choose them:
+  <input type="file" id="file" name="files" accept="image/*" multiple>
+</label>
 <div id="result" aria-live="polite"></div>
 <script>
+// Each file goes in its own request, so one bad file is refused alone, with its reason,
+// and the others still get their answer.
 const result = document.getElementById("result");
-fetch("/health").then(r => r.json()).then(h => {
-  document.getElementById("model").textContent = `model: ${h.model}, ${h.classes} species`;
+const drop = document.getElementById("drop");
+let limits = null;
+const ready = fetch("/model").then(r => r.json()).then(m => {
+  limits = m.limits;
+  document.getElementById("model").textContent =
+    `model: ${m.source.study} trial ${m.source.trial}, ${m.classes.length} species`;
 });
-function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
-document.getElementById("upload").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const files = document.getElementById("file").files;
-  if (!files.length) return;
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function mb(bytes) { return `${(bytes / 1048576).toFixed(1)} MB`; }
+function refuse(item, why) {
+  item.body.append(el("p", "refused", `Refused: ${why}`));
+  item.box.dataset.state = "refused";
+}
+function bars(item, top) {
+  item.title.textContent = `${item.file.name}: ${top[0].class}`;
+  for (const t of top) {
+    const row = el("div", "rank");
+    const track = el("div", "track");
+    const bar = el("div", "bar");
+    bar.style.width = `${(t.probability * 100).toFixed(1)}%`;
+    bar.setAttribute("role", "meter");
+    bar.setAttribute("aria-label", t.class);
+    bar.setAttribute("aria-valuenow", t.probability.toFixed(4));
+    track.append(bar);
+    row.append(el("span", "class", t.class), track,
+               el("span", "pct", `${(t.probability * 100).toFixed(1)} %`));
+    item.body.append(row);
+  }
+  item.box.dataset.state = "done";
+}
+function card(file) {
+  const box = el("article", "item");
+  box.dataset.state = "busy";
+  const body = el("div");
+  const title = el("h2", "file", file.name);
+  body.append(title);
+  if (file.type.startsWith("image/")) {
+    const img = el("img");
+    img.alt = file.name;
+    img.src = URL.createObjectURL(file);
+    box.append(img);
+  }
+  box.append(body);
+  result.append(box);
+  return { file, box, body, title };
+}
+async function send(item) {
+  const f = item.file;
+  if (!f.type.startsWith("image/")) {
+    return refuse(item, `not an image (${f.type || "unknown type"}); send a PNG or JPEG photo`);
+  }
+  if (f.size === 0) return refuse(item, "the file is empty");
+  if (limits && f.size > limits.max_upload_bytes) {
+    return refuse(item, `${mb(f.size)} is over the ${mb(limits.max_upload_bytes)} upload limit`);
+  }
   const body = new FormData();
-  for (const f of files) body.append("files", f, f.name);
-  result.textContent = "predicting...";
-  result.dataset.state = "busy";
+  body.append("files", f, f.name);
   try {
     const response = await fetch("/predict", { method: "POST", body });
     const answer = await response.json();
-    result.textContent = "";
-    if (!response.ok) {
-      const p = document.createElement("p");
-      p.className = "error";
-      p.textContent = `error ${response.status}: ${answer.detail}`;
-      result.append(p);
-      result.dataset.state = "error";
-      return;
-    }
-    for (const item of answer.predictions) {
-      const h = document.createElement("h2");
-      h.textContent = `${item.file}: ${item.top[0].class}`;
-      h.className = "species";
-      const table = document.createElement("table");
-      for (const t of item.top) {
-        const tr = document.createElement("tr");
-        const bar = document.createElement("td");
-        const fill = document.createElement("div");
-        fill.className = "bar";
-        fill.style.width = `${Math.round(t.probability * 200)}px`;
-        bar.append(fill);
-        tr.append(cell(t.class), cell(`${(t.probability * 100).toFixed(1)} %`), bar);
-        table.append(tr);
-      }
-      result.append(h, table);
-    }
-    result.dataset.state = "done";
+    if (!response.ok) return refuse(item, `${answer.detail} (HTTP ${response.status})`);
+    bars(item, answer.predictions[0].top);
   } catch (e) {
-    result.textContent = `error: ${e}`;
-    result.dataset.state = "error";
+    refuse(item, `no answer from the server (${e})`);
   }
+}
+async function handle(files) {
+  if (!files.length) return;
+  await ready.catch(() => null);
+  result.textContent = "";
+  result.dataset.state = "busy";
+  const items = Array.from(files, card);
+  for (const item of items) await send(item);
+  result.dataset.state = "done";
+}
+document.getElementById("file").addEventListener("change", e => handle(e.target.files));
+// A drop anywhere on the page counts (and never navigates away to the dropped file).
+for (const kind of ["dragenter", "dragover"]) {
+  window.addEventListener(kind, e => { e.preventDefault(); drop.classList.add("over"); });
+}
+window.addEventListener("dragleave", e => {
+  if (!e.relatedTarget) drop.classList.remove("over");
+});
+window.addEventListener("drop", e => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  handle(e.dataTransfer.files);
 });
 </script>
 </body>

@@ -1,8 +1,10 @@
-"""The prediction service, for real: a `fishopt serve` process on 127.0.0.1 driven over HTTP,
-raw sockets for the body-size limits, and the upload page in headless Chromium."""
+"""The prediction service, for real: `fishopt serve` processes on 127.0.0.1 (one process, and
+`--workers 2`) driven over HTTP, raw sockets for the body-size limits, Schemathesis over the
+published OpenAPI schema, and the upload page in headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -11,22 +13,34 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
+from chromium import Browser
 from conftest import run_main
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from fishopt import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT_MB = 2  # the test server's upload limit (the default, 10 MB, is checked separately)
+LIMIT_MB = 2  # the test servers' upload limit (the default, 10 MB, is checked separately)
 MAX_FILES = 4
 
 
@@ -51,14 +65,15 @@ def peak_rss_kb(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-@pytest.fixture(scope="module")
-def server(exported: dict) -> Iterator[Server]:
+@contextlib.contextmanager
+def launch(bundle: Path, *extra: str) -> Iterator[Server]:
+    """`fishopt serve BUNDLE` with the test limits, until it answers /health; stopped after."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [
-        sys.executable, "-m", "fishopt.cli", "serve", str(exported["bundle"]),
+        sys.executable, "-m", "fishopt.cli", "serve", str(bundle),
         "--host", "127.0.0.1", "--port", str(port), "--max-upload-mb", str(LIMIT_MB),
-        "--max-files", str(MAX_FILES), "--threads", "1",
+        "--max-files", str(MAX_FILES), "--threads", "1", *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(
         args,
@@ -89,6 +104,20 @@ def server(exported: dict) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(exported: dict) -> Iterator[Server]:
+    """One process: the tests that watch the serving process's memory need it to be the one."""
+    with launch(exported["bundle"]) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def workers(exported: dict) -> Iterator[Server]:
+    """`--workers 2`: a parent process and two uvicorn worker processes."""
+    with launch(exported["bundle"], "--workers", "2") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +182,30 @@ def test_model_health_and_docs(server: Server, exported: dict) -> None:
     health = httpx.get(f"{server.url}/health").json()
     assert health["status"] == "ok" and health["classes"] == 9
     assert httpx.get(f"{server.url}/docs").status_code == 200
-    assert "/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/predict" in schema["paths"]
+    # No files is a 422, so the schema says so: at least one file is required.
+    body = schema["components"]["schemas"]["Body_predict_route_predict_post"]
+    assert body["required"] == ["files"] and body["properties"]["files"]["minItems"] == 1
     page = httpx.get(f"{server.url}/")
     assert page.status_code == 200 and 'type="file"' in page.text
+
+
+def test_the_storage_location_stays_in_the_bundle(server: Server, exported: dict) -> None:
+    """The owner's bundle records where the study lives; nothing served says it."""
+    meta = json.loads((exported["bundle"] / "model.json").read_text())
+    storage = meta["source"]["storage"]
+    db_path = exported["storage"].removeprefix("sqlite:///")
+    assert storage and db_path in storage  # the bundle keeps it, for its owner
+    model = httpx.get(f"{server.url}/model")
+    assert "storage" not in model.json()["source"]
+    assert model.json()["source"]["trial"] == meta["source"]["trial"]
+    card = httpx.get(f"{server.url}/card")
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
+    assert card.text == (exported["bundle"] / serve.CARD).read_text()
+    assert f"trial {meta['source']['trial']}" in card.text
+    for r in (model, card, httpx.get(f"{server.url}/openapi.json")):
+        assert db_path not in r.text and Path(db_path).name not in r.text
 
 
 def test_default_limits() -> None:
@@ -206,8 +256,8 @@ def test_oversize_body_with_content_length_is_refused_before_the_body(server: Se
     assert str(size) in body["detail"] and "limit" in body["detail"]
 
 
-def test_oversize_chunked_body_is_refused_while_streaming(server: Server) -> None:
-    """No Content-Length: the server must count as it reads and answer before the end."""
+def stream_oversize(server: Server) -> tuple[int, dict, int, int]:
+    """Send a 40 MB chunked body until the server answers: (status, body, sent, planned)."""
     planned = 40 * 1024 * 1024
     piece = os.urandom(64 * 1024)
     sent = 0
@@ -229,6 +279,12 @@ def test_oversize_chunked_body_is_refused_while_streaming(server: Server) -> Non
                 break
             sent += len(piece)
         status, body = _read_response(sock)
+    return status, body, sent, planned
+
+
+def test_oversize_chunked_body_is_refused_while_streaming(server: Server) -> None:
+    """No Content-Length: the server must count as it reads and answer before the end."""
+    status, body, sent, planned = stream_oversize(server)
     assert status == 413
     assert "limit" in body["detail"]
     assert sent < planned / 2, f"the server let the client send {sent} of {planned} bytes"
@@ -288,155 +344,253 @@ def test_server_survives_bad_input(server: Server) -> None:
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
 
 
-def test_serve_refuses_to_start_with_tampered_weights(
-    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def tampered(exported: dict, tmp_path: Path) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(exported["bundle"], copy)
     with (copy / "model.safetensors").open("r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")
+    return copy
+
+
+@pytest.mark.parametrize("extra", [(), ("--workers", "2")], ids=["one process", "2 workers"])
+def test_serve_refuses_to_start_with_tampered_weights(
+    exported: dict,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    copy = tampered(exported, tmp_path)
     port = free_port()
-    code, _out, err = run_main(monkeypatch, capsys, "serve", str(copy), "--port", str(port))
+    code, _out, err = run_main(monkeypatch, capsys, "serve", str(copy), "--port", str(port), *extra)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0]
 
 
-# ------------------------------------------------------------------------- the page, in Chromium
+def test_each_worker_refuses_a_tampered_bundle(exported: dict, tmp_path: Path) -> None:
+    """A bundle changed after the CLI checked it: the worker's own check stops it, in one line,
+    with the exit code that makes uvicorn's supervisor stop rather than restart it."""
+    copy = tampered(exported, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.update(serve.worker_env(copy, serve.Limits(), threads=1))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import fishopt.serve as s; s.{serve.WORKER_FACTORY.split(':')[1]}()",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == serve.STARTUP_FAILURE
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0], lines
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4).
-
-    A pipe needs no port, no websocket library and no chromedriver matching the browser.
-    """
-
-    FLAGS = (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--remote-debugging-pipe",
-    )  # fmt: skip
-
-    def __init__(self, binary: str) -> None:
-        self.profile = tempfile.mkdtemp(prefix="fishopt-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-
-        def wire() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes answers
-            os.dup2(to_browser_r, 100)
-            os.dup2(from_browser_w, 101)
-            os.dup2(100, 3)
-            os.dup2(101, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, *self.FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(3, 4),
-            preexec_fn=wire,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buf = b""
-        self._next = 0
-
-    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        self._next += 1
-        msg: dict = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + 60
-        while True:
-            while b"\0" in self._buf:
-                raw, self._buf = self._buf.split(b"\0", 1)
-                answer = json.loads(raw)
-                if answer.get("id") == self._next:
-                    if "error" in answer:
-                        raise AssertionError(f"{method}: {answer['error']}")
-                    return answer["result"]
-            ready, _, _ = select.select([self._from_browser], [], [], 1)
-            if ready:
-                chunk = os.read(self._from_browser, 1 << 16)
-                if not chunk:
-                    raise AssertionError(f"chromium closed the pipe during {method}")
-                self._buf += chunk
-            elif time.monotonic() > deadline:
-                raise AssertionError(f"chromium did not answer {method} in 60 s")
-
-    def evaluate(self, session: str, expression: str) -> object:
-        result = self.call(
-            "Runtime.evaluate",
-            {"expression": expression, "returnByValue": True, "awaitPromise": True},
-            session,
-        )
-        return result["result"].get("value")
-
-    def wait_for(self, session: str, expression: str, timeout: float = 60) -> object:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.evaluate(session, expression)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expression}")
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close")
-            self.proc.wait(20)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            os.close(self._to_browser)
-            os.close(self._from_browser)
-            shutil.rmtree(self.profile, ignore_errors=True)
+# ------------------------------------------------------------------------------ --workers 2
 
 
-@pytest.fixture()
-def chromium() -> Iterator[Chromium]:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium is not installed")
-    browser = Chromium(binary)
-    try:
-        yield browser
-    finally:
-        browser.close()
+def worker_pids(parent: int) -> list[int]:
+    """uvicorn's worker processes: the parent's children started by multiprocessing's spawn."""
+    kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+def test_workers_serve_with_the_limits_in_each(workers: Server, kaggle_png: Path) -> None:
+    assert len(worker_pids(workers.proc.pid)) == 2
+    good = ("files", ("fish.png", kaggle_png.read_bytes(), "image/png"))
+    blob = kaggle_png.read_bytes()[:1000]
+    many = [("files", (f"{i}.png", blob, "image/png")) for i in range(MAX_FILES + 1)]
+    size = LIMIT_MB * 1024 * 1024 + 1
+    # Each request on a new connection, which the kernel hands to either worker: a worker
+    # without the limits would be found with probability 1 - 2**-12.
+    for _ in range(12):
+        assert post(workers, [good]).status_code == 200
+        r = post(workers, many)
+        assert r.status_code == 413 and f"{MAX_FILES + 1} files" in r.json()["detail"]
+        with socket.create_connection(("127.0.0.1", workers.port)) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: test\r\n"
+                b"Content-Type: multipart/form-data; boundary=XyZ\r\n"
+                + f"Content-Length: {size}\r\n\r\n".encode()
+                + MULTIPART_HEAD
+            )
+            status, body = _read_response(sock, timeout=30)
+        assert status == 413 and str(size) in body["detail"]
+    assert workers.proc.poll() is None
+
+
+def test_workers_count_a_streamed_body(workers: Server) -> None:
+    for _ in range(4):
+        status, body, sent, planned = stream_oversize(workers)
+        assert status == 413 and "limit" in body["detail"]
+        assert sent < planned / 2, f"the server let the client send {sent} of {planned} bytes"
+
+
+# -------------------------------------------------------------- Schemathesis over the schema
+
+
+# Every answer is checked against what the schema promises. `positive_data_acceptance` is left
+# out on purpose: any bytes are a schema-valid file, and most bytes are not a photo (415).
+CONTRACT = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+EXAMPLES = 25  # per operation and mode: ~100 requests, a few seconds
+REJECTIONS = [400, 413, 415, 422]  # how this service refuses a request (413: too many files)
 
 
 @pytest.mark.slow
-def test_upload_page_shows_the_species_in_chromium(
-    server: Server, kaggle_png: Path, chromium: Chromium
-) -> None:
-    r = post(server, [("files", (kaggle_png.name, kaggle_png.read_bytes(), "image/png"))])
-    expected = r.json()["predictions"][0]["top"]
+@pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda m: m.value)
+def test_the_service_keeps_its_published_contract(workers: Server, mode: GenerationMode) -> None:
+    """Schemathesis over /openapi.json against the 2-worker server: no 5xx, and every answer's
+    status, content type and body are the ones the schema declares.
 
-    target = chromium.call("Target.createTarget", {"url": f"{server.url}/"})["targetId"]
-    session = chromium.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-        "sessionId"
-    ]
-    chromium.wait_for(session, "document.readyState === 'complete'")
-    chromium.wait_for(session, "document.getElementById('model').textContent.includes('trial')")
-    root = chromium.call("DOM.getDocument", {}, session)["root"]["nodeId"]
-    node = chromium.call("DOM.querySelector", {"nodeId": root, "selector": "#file"}, session)
-    chromium.call(
-        "DOM.setFileInputFiles", {"files": [str(kaggle_png)], "nodeId": node["nodeId"]}, session
+    (Driven through Hypothesis here rather than schemathesis.pytest.from_fixture, which does
+    not run under pytest 9 in schemathesis 4.32.)
+    """
+    config = schemathesis.Config.from_dict(
+        {"checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}}}
     )
-    chromium.evaluate(session, "document.getElementById('go').click()")
-    state = chromium.wait_for(
-        session,
-        "['done', 'error'].includes(document.getElementById('result').dataset.state)"
-        " && document.getElementById('result').dataset.state",
+    schema = schemathesis.openapi.from_url(f"{workers.url}/openapi.json", config=config)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} == {
+        "GET /health", "GET /model", "GET /card", "POST /predict",
+    }  # fmt: skip
+    if mode is GenerationMode.NEGATIVE:  # only these take input that can be wrong
+        operations = [op for op in operations if op.path == "/predict"]
+    statuses: Counter[int] = Counter()
+    for op in operations:
+
+        @given(case=op.as_strategy(mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case) -> None:
+            response = case.call_and_validate(checks=CONTRACT, timeout=60)
+            statuses[response.status_code] += 1
+
+        check()
+    assert sum(statuses.values()) >= len(operations), statuses
+    if mode is GenerationMode.NEGATIVE:
+        assert set(statuses) <= set(REJECTIONS), statuses
+    print(f"{mode.value}: {sum(statuses.values())} requests, statuses {dict(statuses)}")
+
+
+# ------------------------------------------------------------------------- the page, in Chromium
+
+
+@pytest.fixture()
+def browser() -> Iterator[Browser]:
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture()
+def uploads(kaggle_png: Path, tmp_path: Path) -> dict[str, Path]:
+    """A photo and three files the page must refuse, each for its own reason."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a fish")
+    fake = tmp_path / "fake.png"  # an image by its name, text inside: the server refuses it
+    fake.write_bytes(b"just some text, no image")
+    big = tmp_path / "huge.png"  # over the upload limit: refused before it is sent
+    big.write_bytes(os.urandom(LIMIT_MB * 1024 * 1024 + 1024))
+    return {"photo": kaggle_png, "text": text, "fake": fake, "big": big}
+
+
+ITEMS = """Array.from(document.querySelectorAll('#result .item'), a => ({
+  state: a.dataset.state,
+  title: a.querySelector('h2').textContent,
+  text: a.innerText,
+  shown: a.querySelector('img') ? a.querySelector('img').naturalWidth : 0,
+  bars: Array.from(a.querySelectorAll('.bar'), b => ({
+    label: b.getAttribute('aria-label'),
+    value: Number(b.getAttribute('aria-valuenow')),
+    width: b.getBoundingClientRect().width / b.parentElement.getBoundingClientRect().width,
+  })),
+}))"""
+
+
+def open_page(browser: Browser, server: Server) -> None:
+    browser.goto(f"{server.url}/")
+    browser.wait_for("document.getElementById('model').textContent.includes('trial')")
+
+
+def expected_top(server: Server, photo: Path) -> list[dict]:
+    r = post(server, [("files", (photo.name, photo.read_bytes(), "image/png"))])
+    return r.json()["predictions"][0]["top"]
+
+
+def check_photo(item: dict, photo: Path, top: list[dict]) -> None:
+    """The photo is shown, with one bar per class, as long as its probability says."""
+    assert item["state"] == "done", item["text"]
+    assert item["title"] == f"{photo.name}: {top[0]['class']}"
+    assert item["shown"] > 0, "the uploaded image is not displayed"
+    assert [b["label"] for b in item["bars"]] == [t["class"] for t in top]
+    for bar, t in zip(item["bars"], top, strict=True):
+        assert bar["value"] == pytest.approx(t["probability"], abs=1e-4)
+        assert bar["width"] == pytest.approx(t["probability"], abs=0.01)
+    assert f"{top[0]['probability'] * 100:.1f} %" in item["text"]
+
+
+@pytest.mark.slow
+def test_upload_page_shows_each_image_with_bars_and_each_refusal(
+    server: Server, browser: Browser, uploads: dict[str, Path]
+) -> None:
+    top = expected_top(server, uploads["photo"])
+    open_page(browser, server)
+    doc = browser.send("DOM.getDocument", sessionId=browser.session)["root"]["nodeId"]
+    node = browser.send(
+        "DOM.querySelector", {"nodeId": doc, "selector": "#file"}, sessionId=browser.session
+    )["nodeId"]
+    order = ["photo", "text", "fake", "big"]
+    browser.send(
+        "DOM.setFileInputFiles",
+        {"files": [str(uploads[k]) for k in order], "nodeId": node},
+        sessionId=browser.session,
     )
-    shown = chromium.evaluate(session, "document.getElementById('result').innerText")
-    assert state == "done", shown
-    heading = chromium.evaluate(session, "document.querySelector('#result .species').textContent")
-    assert heading == f"{kaggle_png.name}: {expected[0]['class']}"
-    for t in expected:
-        assert t["class"] in str(shown)
-    assert f"{expected[0]['probability'] * 100:.1f} %" in str(shown)
+    browser.wait_for("document.getElementById('result').dataset.state === 'done'")
+    items = dict(zip(order, browser.eval(ITEMS), strict=True))
+    check_photo(items["photo"], uploads["photo"], top)
+    for key in ("text", "fake", "big"):
+        assert items[key]["state"] == "refused" and not items[key]["bars"], items[key]
+    assert "Refused: not an image (text/plain)" in items["text"]["text"]
+    assert "fake.png: not an image" in items["fake"]["text"] and "415" in items["fake"]["text"]
+    assert f"over the {LIMIT_MB:.1f} MB upload limit" in items["big"]["text"]
+
+
+@pytest.mark.slow
+def test_upload_page_accepts_a_dropped_file(
+    server: Server, browser: Browser, uploads: dict[str, Path]
+) -> None:
+    top = expected_top(server, uploads["photo"])
+    open_page(browser, server)
+    box = browser.eval(
+        "(r => ({x: r.x + r.width / 2, y: r.y + r.height / 2}))"
+        "(document.getElementById('drop').getBoundingClientRect())"
+    )
+    data = {"items": [], "files": [str(uploads["photo"])], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        browser.send(
+            "Input.dispatchDragEvent",
+            {"type": kind, "x": box["x"], "y": box["y"], "data": data},
+            sessionId=browser.session,
+        )
+    browser.wait_for("document.getElementById('result').dataset.state === 'done'")
+    [item] = browser.eval(ITEMS)
+    check_photo(item, uploads["photo"], top)

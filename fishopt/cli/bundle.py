@@ -102,20 +102,43 @@ def serve_cmd(
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="request body limit")] = 10.0,
     max_files: Annotated[int, typer.Option(min=1, help="files per request")] = 16,
     max_megapixels: Annotated[float, typer.Option(min=0.001, help="pixels per image")] = 50.0,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="server processes, each with the same limits")
+    ] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads per process [CPUs / workers]")
+    ] = None,
 ) -> None:
-    """Serve a bundle over HTTP: an upload page at /, POST /predict, /model, /health, /docs."""
+    """Serve a bundle over HTTP: upload page at /, POST /predict, /model, /card, /health, /docs."""
+    import os
+
     import uvicorn
 
     from fishopt import serve
     from fishopt.bundle import predict
 
-    set_threads(threads)
     loaded = predict.load_bundle(bundle)  # refuse a damaged bundle before binding the port
     limits = serve.Limits(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_files=max_files,
         max_pixels=int(max_megapixels * 1e6),
     )
-    err.print(f"serving {loaded.label} from {bundle} on http://{host}:{port}")
-    uvicorn.run(serve.create_app(loaded, limits), host=host, port=port, log_level="warning")
+    # Workers share the CPUs: by default each gets its share, not all of them.
+    per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+    where = f"http://{host}:{port}"
+    if workers == 1:
+        set_threads(per_worker)
+        err.print(f"serving {loaded.label} from {bundle} on {where}", soft_wrap=True)
+        uvicorn.run(serve.create_app(loaded, limits), host=host, port=port, log_level="warning")
+        return
+    # uvicorn starts each worker fresh from an import string; the settings go by environment.
+    os.environ.update(serve.worker_env(bundle, limits, per_worker))
+    err.print(f"serving {loaded.label} from {bundle} on {where}, {workers} workers", soft_wrap=True)
+    uvicorn.run(
+        serve.WORKER_FACTORY,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+    )
