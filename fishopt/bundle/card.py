@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+from fishopt.report.stats import with_interval
+
 
 def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
@@ -57,8 +61,8 @@ def model_card(meta: dict) -> str:
         lines.append("No held-out test split (the study's split has no test part).")
     else:
         lines += [
-            f"Held-out test split ({test['n']} images): accuracy {_f(test['accuracy'])}, "
-            f"macro-F1 {_f(test['macro_f1'])}.",
+            f"Held-out test split ({test['n']} images): {held_out_text(test)}.",
+            *(["", f"**Warning.** {test['warning']}"] if test.get("warning") else []),
             "",
             "| class | F1 |",
             "|---|---|",
@@ -95,3 +99,10 @@ def model_card(meta: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def held_out_text(test: dict) -> str:
+    """Test accuracy and macro-F1 with their 95% intervals where the bundle has them."""
+    acc = with_interval(test["accuracy"], *test.get("accuracy_ci95", (math.nan, math.nan)))
+    f1 = with_interval(test["macro_f1"], *test.get("macro_f1_ci95", (math.nan, math.nan)))
+    return f"accuracy {acc} (Wilson), macro-F1 {f1} (bootstrap over test images)"

@@ -33,6 +33,7 @@ from fishopt.bundle.onnx import ONNX_TOLERANCE, sha256_file, write_onnx
 from fishopt.config import Settings, mask_url
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_dir
+from fishopt.report.stats import from_confusion, held_out_figures
 from fishopt.search import space, studies
 from fishopt.search.objective import Context
 from fishopt.search.session import open_existing
@@ -93,10 +94,9 @@ def test_metrics(model: torch.nn.Module, ctx: Context) -> dict | None:
     if not len(t.y_test):
         return None
     m: Metrics = evaluate(model, t.X_test, t.y_test, ctx.n_classes, detailed=True)
+    held_out = held_out_figures(*from_confusion(m.confusion), ctx.n_classes)
     return {
-        "n": len(t.y_test),
-        "accuracy": m.accuracy,
-        "macro_f1": m.macro_f1,
+        **held_out.to_dict(),  # n, accuracy and macro-F1 with 95% intervals, small-split warning
         "per_class_f1": dict(zip(ctx.dataset.classes, m.per_class_f1, strict=True)),
         "confusion": m.confusion,
     }

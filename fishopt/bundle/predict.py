@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 
 from fishopt import data
 from fishopt.errors import FishoptError
-from fishopt.training.model import MLPSpec, build_mlp
+from fishopt.training.model import MLPSpec, load_model
 
 META = "model.json"
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})
@@ -111,15 +111,13 @@ def load_bundle(path: Path | str) -> Bundle:
             f"({expected[:16]}...); the weights were changed or damaged"
         )
     try:
-        state = load_safetensors(blob)
-        model = build_mlp(model_spec)
-        model.load_state_dict(state)
+        model = load_model(model_spec, load_safetensors(blob))
     except (SafetensorError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FishoptError(f"{weights_path}: does not fit {META}'s network ({first})") from None
     if model_spec.n_classes != len(classes) or model_spec.in_features != size[0] * size[1]:
         raise FishoptError(f"{meta_path}: classes or image size do not match the network")
-    return Bundle(path, meta, model.eval(), classes, size)
+    return Bundle(path, meta, model, classes, size)
 
 
 # ------------------------------------------------------------------------------ preprocessing

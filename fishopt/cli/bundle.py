@@ -8,6 +8,7 @@ from typing import Annotated
 
 import optuna
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fishopt import config
@@ -37,14 +38,20 @@ def export_best_cmd(
     done = export.export_best(
         name, settings, out, retrain_model=retrain, onnx=onnx, data_flag=data_arg
     )
+    from fishopt.bundle.card import held_out_text
+
     meta, test = done.meta, done.meta["metrics"]["test"]
     console.print(
         f"wrote {done.path} (trial {meta['source']['trial']}, weights {meta['weights_origin']}, "
         f"valid F1 {_fmt(meta['metrics']['valid_f1'])}"
-        + (f", test acc {_fmt(test['accuracy'])}, test F1 {_fmt(test['macro_f1'])}" if test else "")
         + (", model.onnx checked" if meta.get("onnx") else "")
-        + ")"
+        + ")",
+        soft_wrap=True,
     )
+    if test:
+        console.print(f"test split ({test['n']} images): {held_out_text(test)}", soft_wrap=True)
+        if test.get("warning"):
+            err.print(f"[yellow]warning: {escape(test['warning'])}[/yellow]", soft_wrap=True)
     if retrain:
         tt = meta["metrics"]["trial_test"]
         console.print(

@@ -146,8 +146,10 @@ def objective(
             )
             if len(t.y_test):
                 model = load_model(model_spec, result.state, ctx.device)
-                test = evaluate(model, t.X_test, t.y_test, ctx.n_classes)
-                record.update(test_acc=test.accuracy, test_f1=test.macro_f1)
+                test = evaluate(model, t.X_test, t.y_test, ctx.n_classes, detailed=True)
+                record.update(
+                    test_acc=test.accuracy, test_f1=test.macro_f1, test_confusion=test.confusion
+                )
             if on_trained is not None:
                 on_trained(trial, model_spec, result)
         except KeyboardInterrupt:
