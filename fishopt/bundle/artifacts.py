@@ -32,7 +32,7 @@ from safetensors.torch import save as save_safetensors
 
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_file
-from fishopt.search.studies import best_completed
+from fishopt.search.studies import best_value
 from fishopt.training.model import MLPSpec
 from fishopt.training.train import TrainResult
 
@@ -68,8 +68,8 @@ def keep_best(folder: Path) -> TrainedHook:
     """The ``on_trained`` hook that stores a trial's weights when it beats the study's best."""
 
     def hook(trial: optuna.Trial, model: MLPSpec, result: TrainResult) -> None:
-        best = best_completed(trial.study.get_trials(deepcopy=False))
-        if best is not None and result.best_valid_f1 <= float(best.value):  # type: ignore[arg-type]
+        best = best_value(trial.study)
+        if best is not None and result.best_valid_f1 <= best:
             return
         blob = weights_bytes(result.state, model)
         try:

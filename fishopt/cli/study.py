@@ -96,8 +96,8 @@ def study_cmd(
             )
 
         def on_trial(s: optuna.Study, _t: FrozenTrial) -> None:
-            tally = studies.tally(s.get_trials(deepcopy=False))
-            best = studies.best_completed(s.get_trials(deepcopy=False))
+            trials = s.get_trials(deepcopy=False)
+            tally, best = studies.tally(trials), studies.best_completed(trials)
             progress.update(
                 trials,
                 completed=tally.finished,

@@ -174,16 +174,17 @@ def run(
                 return Outcome(ran, "timeout", 0)
             lock.acquire()
             try:
-                liveness.fail_dead(st, session.storage, hb)
+                counts = studies.state_tally(st)
+                # Only a RUNNING trial can belong to a dead worker: with none, skip the check.
+                if counts.running and liveness.fail_dead(st, session.storage, hb):
+                    counts = studies.state_tally(st)
                 total = session.budget
-                counts = studies.tally(st.get_trials(deepcopy=False))
                 if total is not None and counts.finished >= total:
                     return Outcome(ran, "budget", 0)
-                trials = st.get_trials(deepcopy=False)
                 if (
                     (total is None or counts.claimed < total)
                     and not (flags.soft or flags.hard)
-                    and (counts.waiting or plan is None or plan(st, trials))
+                    and (counts.waiting or plan is None or plan(st, st.get_trials(deepcopy=False)))
                 ):
                     last.clear()
                     st.optimize(claimed, n_trials=1, callbacks=all_callbacks)

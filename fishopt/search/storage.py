@@ -21,6 +21,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -131,6 +132,62 @@ class Storage(RDBStorage):
         self._beat_failed_at = None
         return True
 
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        """One state check and one upsert per report (Optuna: a lookup of the step, then an
+        insert or an update): a study reports every epoch, and epochs can be fractions of a
+        second."""
+        if self.engine.name not in ("sqlite", "postgresql"):
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+            return
+        model = models.TrialIntermediateValueModel
+        stored, kind = model.intermediate_value_to_stored_repr(intermediate_value)
+        insert = (sqlite_insert if self.engine.name == "sqlite" else pg_insert)(model)
+        stmt = insert.values(
+            trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[model.trial_id, model.step],
+            set_={
+                "intermediate_value": stmt.excluded.intermediate_value,
+                "intermediate_value_type": stmt.excluded.intermediate_value_type,
+            },
+        )
+        with _create_scoped_session(self.scoped_session) as session:
+            self._check_running(session, trial_id)
+            session.execute(stmt)
+
+    def _check_running(self, session: Any, trial_id: int) -> None:
+        state = session.execute(
+            sqlalchemy.select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
+        ).scalar()
+        if state is None:
+            raise KeyError(f"no trial with trial_id {trial_id}")
+        self.check_trial_is_updatable(trial_id, state)
+
+    def state_counts(self, study_id: int) -> dict[TrialState, int]:
+        """How many trials are in each state: one query (not every trial with its params)."""
+        with _create_scoped_session(self.scoped_session) as session:
+            rows = session.execute(
+                sqlalchemy.select(models.TrialModel.state, sqlalchemy.func.count())
+                .where(models.TrialModel.study_id == study_id)
+                .group_by(models.TrialModel.state)
+            ).all()
+        return {state: int(n) for state, n in rows}
+
+    def best_complete_value(self, study_id: int) -> float | None:
+        """The highest value among the study's COMPLETE trials (a maximised study)."""
+        with _create_scoped_session(self.scoped_session) as session:
+            return session.execute(
+                sqlalchemy.select(sqlalchemy.func.max(models.TrialValueModel.value))
+                .join(models.TrialModel)
+                .where(
+                    models.TrialModel.study_id == study_id,
+                    models.TrialModel.state == TrialState.COMPLETE,
+                )
+            ).scalar()
+
     def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
         if not attrs:
             return
@@ -139,8 +196,7 @@ class Storage(RDBStorage):
             {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
         ]
         with _create_scoped_session(self.scoped_session) as session:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            self.check_trial_is_updatable(trial_id, trial.state)
+            self._check_running(session, trial_id)
             if self.engine.name in ("sqlite", "postgresql"):
                 insert = (sqlite_insert if self.engine.name == "sqlite" else pg_insert)(model)
                 stmt = insert.values(rows)
@@ -158,7 +214,7 @@ class Storage(RDBStorage):
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Record many user attributes of a running trial at once (one transaction where the
     storage is fishopt's; one write each elsewhere)."""
-    storage = getattr(trial.study._storage, "_backend", trial.study._storage)
+    storage = backend_of(trial.study)
     if isinstance(storage, Storage):
         storage.set_trial_user_attrs(trial._trial_id, attrs)
     else:
@@ -272,3 +328,8 @@ def sqlite_fast_commits(storage: RDBStorage) -> None:
 
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections opened while creating tables lack the pragmas
+
+
+def backend_of(study: optuna.Study) -> Any:
+    """The storage behind Optuna's per-study cache wrapper."""
+    return getattr(study._storage, "_backend", study._storage)

@@ -116,3 +116,29 @@ def tally(trials: Iterable[FrozenTrial]) -> Tally:
 
 def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def state_tally(study: optuna.Study) -> Tally:
+    """``tally`` of a study in one query where fishopt's storage is behind it."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    counts = getattr(backend, "state_counts", None)
+    if counts is None:
+        return tally(study.get_trials(deepcopy=False))
+    c = counts(study._study_id)
+    return Tally(
+        complete=c.get(TrialState.COMPLETE, 0),
+        pruned=c.get(TrialState.PRUNED, 0),
+        failed=c.get(TrialState.FAIL, 0),
+        running=c.get(TrialState.RUNNING, 0),
+        waiting=c.get(TrialState.WAITING, 0),
+    )
+
+
+def best_value(study: optuna.Study) -> float | None:
+    """The best COMPLETE value, in one query where fishopt's storage is behind the study."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    query = getattr(backend, "best_complete_value", None)
+    if query is not None:
+        return query(study._study_id)
+    best = best_completed(study.get_trials(deepcopy=False))
+    return float(best.value) if best is not None else None  # type: ignore[arg-type]
