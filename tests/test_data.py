@@ -153,6 +153,52 @@ def test_split_of_a_tiny_set_keeps_every_class_everywhere() -> None:
         data.split(np.array([0, 0, 1, 1, 1]))
 
 
+def test_group_split_keeps_every_group_whole_and_stratifies() -> None:
+    # 9 classes x 30 originals x 10 copies, shuffled so groups are not contiguous.
+    rng = np.random.default_rng(0)
+    order = rng.permutation(2700)
+    groups = np.repeat(np.arange(270), 10)[order]
+    y = groups // 30
+    s = data.split(y, (0.9, 0.09, 0.01), seed=5, groups=groups)
+    parts = (s.train, s.valid, s.test)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(2700))
+    seen = [set(groups[part]) for part in parts]
+    assert not seen[0] & seen[1] and not seen[1] & seen[2] and not seen[0] & seen[2]
+    for part in parts:
+        assert set(y[part]) == set(range(9))
+    # Per class: 3 originals (closest to 9% of 300 images) to valid, 1 to test.
+    assert [len(s.train), len(s.valid), len(s.test)] == [2340, 270, 90]
+    assert s.describe()["groups"] == 270
+    again = data.split(y, (0.9, 0.09, 0.01), seed=5, groups=groups)
+    other = data.split(y, (0.9, 0.09, 0.01), seed=6, groups=groups)
+    assert np.array_equal(s.valid, again.valid) and not np.array_equal(s.valid, other.valid)
+    plain = data.split(y, (0.9, 0.09, 0.01), seed=5)
+    assert "groups" not in plain.describe()
+    assert set(groups[plain.valid]) & set(groups[plain.train])  # what grouping prevents
+
+
+def test_group_split_needs_enough_originals_per_class() -> None:
+    y = np.repeat(np.arange(2), 20)
+    groups = np.repeat(np.arange(4), 10)  # two originals per class
+    with pytest.raises(FishoptError, match="at least 3 per class"):
+        data.split(y, (0.9, 0.09, 0.01), groups=groups)
+    s = data.split(y, (0.8, 0.2, 0.0), groups=groups)
+    assert len(s.test) == 0 and set(y[s.valid]) == {0, 1}
+
+
+def test_groups_come_from_synthetic_file_names_and_are_cached(
+    tmp_path: Path, tiny_fish: Path, cache: Path
+) -> None:
+    ds, hit = data.load(data.parse_source(str(tiny_fish)), cache, (30, 22))
+    assert not hit and ds.groups is not None and len(ds.groups) == len(ds.y)
+    again, hit = data.load(data.parse_source(str(tiny_fish)), cache, (30, 22))
+    assert hit and np.array_equal(again.groups, ds.groups)
+    # Kaggle-style names with no original in them (the real set): no groups.
+    plain = _folder_set(tmp_path / "plain", {"a": 4, "b": 4})
+    ds, _ = data.load(data.parse_source(str(plain)), cache, (30, 22))
+    assert ds.groups is None
+
+
 def test_choose_source_prefers_flag_then_existing_env_then_synthetic(tmp_path: Path) -> None:
     spec, how = data.choose_source(None, None)
     assert spec.kind == "synthetic" and "no --data" in how

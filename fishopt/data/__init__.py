@@ -1,8 +1,9 @@
 """Image data: sources -> preprocessing (shared with serving) -> cached arrays -> a split.
 
 ``sources`` knows the folder layouts, ``preprocess`` turns one image into features,
-``cache`` decodes a whole source once and keeps the arrays, ``split`` makes the stratified
-train/valid/test split, ``synthetic`` generates the built-in fish set and ``fetch`` downloads
+``cache`` decodes a whole source once and keeps the arrays (with each image's original, where
+file names say it), ``split`` makes the stratified train/valid/test split (optionally keeping
+originals whole), ``synthetic`` generates the built-in fish set and ``fetch`` downloads
 the Kaggle one.
 """
 
@@ -16,6 +17,7 @@ from fishopt.data.sources import (
     choose_source,
     find_kaggle_root,
     list_images,
+    original_groups,
     parse_source,
 )
 from fishopt.data.split import Split, split
@@ -36,6 +38,7 @@ __all__ = [
     "find_kaggle_root",
     "list_images",
     "load",
+    "original_groups",
     "parse_size",
     "parse_source",
     "split",

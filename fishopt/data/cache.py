@@ -20,11 +20,11 @@ import numpy as np
 
 from fishopt.data import synthetic
 from fishopt.data.preprocess import DEFAULT_IMAGE_SIZE, decode, description
-from fishopt.data.sources import SourceSpec, _Listing, list_images
+from fishopt.data.sources import SourceSpec, _Listing, list_images, original_groups
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_dir
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: groups.npy beside X.npy and y.npy
 Progress = Callable[[int, int], None]
 
 
@@ -39,6 +39,9 @@ class Dataset:
     preprocessing: dict
     source: str
     skipped: tuple[str, ...] = ()
+    # One id per row naming the original photo it was augmented from, where file names say so
+    # (the synthetic set); None otherwise. ``split(..., groups=ds.groups)`` keeps them whole.
+    groups: np.ndarray | None = None
 
 
 def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[np.ndarray | str]:
@@ -106,6 +109,8 @@ def _write_cache(folder: Path, ds: Dataset) -> None:
     with atomic_dir(folder) as tmp:  # another process may win the race: its copy is identical
         np.save(tmp / "X.npy", ds.X)
         np.save(tmp / "y.npy", ds.y)
+        if ds.groups is not None:
+            np.save(tmp / "groups.npy", ds.groups)
         meta = {
             "classes": list(ds.classes),
             "fingerprint": ds.fingerprint,
@@ -121,6 +126,8 @@ def _read_cache(folder: Path) -> Dataset | None:
         meta = json.loads((folder / "meta.json").read_text())
         X = np.load(folder / "X.npy", mmap_mode="r")
         y = np.load(folder / "y.npy")
+        groups_file = folder / "groups.npy"
+        groups = np.load(groups_file) if groups_file.exists() else None
     except (OSError, ValueError, KeyError):
         return None
     return Dataset(
@@ -131,6 +138,7 @@ def _read_cache(folder: Path) -> Dataset | None:
         preprocessing=meta["preprocessing"],
         source=meta["source"],
         skipped=tuple(meta.get("skipped", ())),
+        groups=groups,
     )
 
 
@@ -180,6 +188,8 @@ def load(
     if missing:
         raise FishoptError(f"no readable images left in class folder(s) {missing} of {spec.path}")
     X = np.stack([decoded[i] for i in keep]).astype(np.float32, copy=False)
+    all_groups = original_groups(listing)
+    groups = None if all_groups is None else all_groups[keep]
     classes = tuple(listing.classes)
     preprocessing = description(image_size)
     ds = Dataset(
@@ -190,6 +200,7 @@ def load(
         preprocessing=preprocessing,
         source=str(spec.path),
         skipped=skipped,
+        groups=groups,
     )
     _write_cache(folder, ds)
     return ds, False

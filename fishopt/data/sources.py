@@ -7,8 +7,11 @@ decodes an image; that is ``preprocess`` (shared with serving) and ``cache``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from fishopt.data.preprocess import parse_size
 from fishopt.errors import FishoptError
@@ -17,6 +20,9 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DEFAULT_SYNTHETIC_PER_CLASS = 300
 DEFAULT_SYNTHETIC_SIZE = (590, 445)
 _NOT_SPECIES = frozenset({"Fish_Dataset", "NA_Fish_Dataset"})
+# A file stem ending in "-orig<N>" (``00012-orig001.png``, as the synthetic set names its files)
+# says which original photo, within its class, the image was augmented from.
+ORIGINAL_STEM = re.compile(r"-orig(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -152,3 +158,21 @@ def list_images(spec: SourceSpec) -> _Listing:
             f"{spec.path}: only one class ({listing.classes[0]!r}); a classifier needs at least 2"
         )
     return listing
+
+
+def original_groups(listing: _Listing) -> np.ndarray | None:
+    """One group id per file, the same for all copies of an original photo, if names say so.
+
+    Ids number (class, original) pairs, so originals of different classes never share one.
+    None unless every file name carries an original (the real Kaggle set carries none).
+    """
+    keys = []
+    for path, label in zip(listing.files, listing.labels, strict=True):
+        match = ORIGINAL_STEM.search(path.stem)
+        if match is None:
+            return None
+        keys.append((label, int(match.group(1))))
+    if not keys:
+        return None
+    _, ids = np.unique(np.asarray(keys), axis=0, return_inverse=True)
+    return ids.reshape(-1).astype(np.int64)

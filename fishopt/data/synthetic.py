@@ -2,19 +2,32 @@
 
 The real data cannot be downloaded everywhere, so fishopt carries a generator whose output the
 real loader reads unchanged: ``Fish_Dataset/<Species>/<Species>/*.png`` beside
-``<Species> GT/*.png`` masks. Species differ in body shape, proportions, tone and pattern; pose,
-scale, flip, background, lighting and noise vary per image, and the species' ranges overlap, so a
-small grayscale MLP neither fails nor saturates. Every image is a pure function of
-(seed, species, index), so the set is reproducible and can be generated in parallel.
+``<Species> GT/*.png`` masks. It is built the way the Kaggle set was: a few "original" photos per
+species, each multiplied by flips, rotations, crops and lighting changes. That matters for what a
+model learns: the copies of one original are near-duplicates, so a random split puts copies of
+the same fish on both sides, and a small MLP memorises the training set and scores well, but not
+perfectly, on the validation set (see README, "Data"). Species differ in body shape, tone and
+pattern, with overlapping ranges, so new originals are genuinely harder than new copies.
+
+Every image is a pure function of (seed, species, index): image ``index`` is a copy of original
+``index // COPIES_PER_ORIGINAL``, whose id is written into the file name
+(``00012-orig001.png``) so a loader can keep all copies of an original in one split. The set is
+reproducible and generated in parallel on all cores. Originals are drawn once per process at a
+low resolution (at most ``DRAW_WIDTH`` pixels wide) and each copy is one affine resampling of it
+straight to the output size, so the photo is smooth, cheap to draw and quick to PNG-encode.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
+import re
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -67,9 +80,24 @@ SPECIES: dict[str, Species] = {
 }
 
 
-def _rng(seed: int, species: str, index: int) -> np.random.Generator:
+COPIES_PER_ORIGINAL = 20  # images per original photo, as in the Kaggle set's augmentation
+DRAW_WIDTH = 160  # originals are drawn at most this wide, then resampled to the output size
+ORIGINAL_NAME = re.compile(r"-orig(\d+)$")  # in a file stem: which original an image copies
+
+
+def original_of(index: int) -> int:
+    """Which original photo image ``index`` (0-based, within its species) is a copy of."""
+    return index // COPIES_PER_ORIGINAL
+
+
+def file_name(index: int) -> str:
+    """``00012-orig001.png``: the Kaggle-style running number, then the original's id."""
+    return f"{index + 1:05d}-orig{original_of(index):03d}.png"
+
+
+def _rng(seed: int, species: str, key: int | str) -> np.random.Generator:
     # A hash rather than seed+index arithmetic, so neighbouring seeds give unrelated sets.
-    digest = hashlib.sha256(f"{seed}/{species}/{index}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}/{species}/{key}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
@@ -92,27 +120,68 @@ def _body_outline(length: float, depth: float, hump: float, n: int = 48) -> list
     return top + bottom[::-1]
 
 
-def render(
-    species: str, index: int, seed: int, size: tuple[int, int]
-) -> tuple[Image.Image, Image.Image]:
-    """One RGB photo and its binary mask, as pure functions of their arguments."""
+@dataclass(frozen=True)
+class Augment:
+    """How far each copy strays from its original (ranges are +-, uniform)."""
+
+    flip_v: float = 0.5  # probability of an upside-down copy (left-right is always 0.5)
+    angle: float = 10.0  # degrees
+    zoom: float = 0.06  # relative
+    shift: float = 0.04  # fraction of the frame
+    gain: float = 0.05  # relative brightness
+    offset: float = 3.0  # grey levels (sd)
+
+
+AUGMENT = Augment()
+
+
+def _draw_size(size: tuple[int, int]) -> tuple[int, int]:
+    width, height = size
+    draw_w = min(width, DRAW_WIDTH)
+    return draw_w, max(1, round(height * draw_w / width))
+
+
+MARGIN = 1.6  # canvas / frame size for originals
+# Measured to put the default MLP in the real set's regime (bench/fig_synthetic.py): a dark tray
+# under a large, contrasty fish, so raw [0, 1] pixels are not one bright constant (which left the
+# MLP underfitting), and per-original blotches that copies share, which is what it memorises.
+FISH_SCALE = 1.25  # fish length relative to the species table
+TRAY_LEVEL = 0.3  # species' tray tones scaled down: dark trays
+TRAY_SPREAD = 10.0  # grey levels (sd) of an original's tray around its species' tone
+GRADIENT = 10.0  # grey levels (sd) of the tray's linear light falloff
+BLOTCH = 60.0  # grey levels (sd) of the tray's coarse light and shadow
+CONTRAST = 1.5  # fish and pattern contrast against the tray
+
+
+@functools.lru_cache(maxsize=32)
+def _original(
+    species: str, original: int, seed: int, frame: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One original photo (float RGB) and its mask (uint8 0/255), on a canvas with a margin.
+
+    Cached per process: consecutive images are copies of the same original, and the pool hands
+    each worker consecutive images.
+    """
     sp = SPECIES[species]
-    rng = _rng(seed, species, index)
-    # Draw at half resolution and scale up: 4x less drawing work, and the photos' fine detail
-    # is far below what a 59x45 classifier input keeps anyway.
-    width, height = (size[0] + 1) // 2, (size[1] + 1) // 2
+    rng = _rng(seed, species, f"original{original}")
+    # The canvas is larger than the frame, so rotated and shifted copies never show its edge.
+    width, height = int(frame[0] * MARGIN) + 2, int(frame[1] * MARGIN) + 2
     # Background: a lit tray with a gradient, like the Kaggle photos, in a random tone.
     # Each species' photos share a typical tray tone (as the Kaggle photos were shot in sessions),
     # with enough spread that the tone alone does not give the species away.
-    base = sp.tray + rng.normal(0, 8)
+    base = sp.tray * TRAY_LEVEL + rng.normal(0, TRAY_SPREAD)
     tint = rng.normal(0, 8, 3)
-    grad = np.linspace(-1, 1, width)[None, :] * rng.normal(0, 10)
-    grad = grad + np.linspace(-1, 1, height)[:, None] * rng.normal(0, 10)
+    grad = np.linspace(-1, 1, width)[None, :] * rng.normal(0, GRADIENT)
+    grad = grad + np.linspace(-1, 1, height)[:, None] * rng.normal(0, GRADIENT)
+    # Blotches: light and shadow that make each original's tray its own, as in real photos.
+    coarse = rng.normal(0, BLOTCH, (5, 7)).astype(np.float32)
+    blotch = np.asarray(Image.fromarray(coarse, "F").resize((width, height), Image.BICUBIC))
+    grad = grad + blotch
     bg = np.clip(base + tint[None, None, :] + grad[:, :, None], 0, 255).astype(np.uint8)
     photo = Image.fromarray(bg, "RGB")
     mask = Image.new("L", (width, height), 0)
 
-    length = width * sp.length * rng.uniform(0.85, 1.05)
+    length = frame[0] * sp.length * FISH_SCALE * rng.uniform(0.85, 1.05)
     depth = sp.depth * rng.uniform(0.8, 1.2)
     hump = float(np.clip(sp.hump + rng.normal(0, 0.05), 0.2, 0.7))
     tone = _jitter(sp.tone, rng, 14)
@@ -189,33 +258,96 @@ def render(
             width=2,
         )
     fish = fish.filter(ImageFilter.BoxBlur(rng.uniform(0.2, 0.8)))
-
-    angle = rng.uniform(-10, 10)
-    fish = fish.rotate(angle, resample=Image.BILINEAR, expand=False)
+    # The pose of the original: a tilt, a facing, an off-centre placement.
+    fish = fish.rotate(rng.uniform(-10, 10), resample=Image.BILINEAR, expand=False)
     if rng.random() < 0.5:
         fish = fish.transpose(Image.FLIP_LEFT_RIGHT)
-    ox = int(width / 2 - cx + rng.uniform(-0.04, 0.04) * width)
-    oy = int(height / 2 - cy + rng.uniform(-0.04, 0.04) * height)
+    ox = int(width / 2 - cx + rng.uniform(-0.06, 0.06) * frame[0])
+    oy = int(height / 2 - cy + rng.uniform(-0.06, 0.06) * frame[1])
     # Soft shadow first, as on a lit tray.
     shadow_alpha = fish.getchannel("A").point(lambda a: int(a * 0.35))
     shadow = Image.new("RGBA", fish.size, (0, 0, 0, 0))
-    shadow.putalpha(shadow_alpha.filter(ImageFilter.BoxBlur(3)))
-    photo.paste(shadow, (ox + 4, oy + 5), shadow)
+    shadow.putalpha(shadow_alpha.filter(ImageFilter.BoxBlur(2)))
+    shift = max(1, round(frame[0] / 100))
+    photo.paste(shadow, (ox + 2 * shift, oy + 3 * shift), shadow)
     photo.paste(fish, (ox, oy), fish)
     mask.paste(255, (ox, oy), fish.getchannel("A").point(lambda a: 255 if a > 127 else 0))
-
-    photo = photo.resize(size, Image.BILINEAR)
-    mask = mask.resize(size, Image.NEAREST)
-    width, height = size
-    # Lighting and sensor noise: a global gain and offset, then Gaussian grain.
     arr = np.asarray(photo, dtype=np.float32)
-    arr = arr * rng.uniform(0.9, 1.1) + rng.normal(0, 6)
-    grain = rng.normal(0, rng.uniform(4, 16), (height // 2 + 1, width // 2 + 1, 1)).astype(
-        np.float32
+    # Contrast about the tray's own tone: strong edges and patterns, as in the real photos.
+    tray = np.median(arr.reshape(-1, 3), axis=0)
+    arr = np.clip(tray + (arr - tray) * CONTRAST, 0, 255)
+    return arr, np.asarray(mask)
+
+
+def render(
+    species: str, index: int, seed: int, size: tuple[int, int]
+) -> tuple[Image.Image, Image.Image]:
+    """One RGB photo and its binary mask, as pure functions of their arguments.
+
+    A copy of original ``original_of(index)``: flipped, rotated, cropped (zoom and shift) and
+    relit, as the Kaggle set multiplied its originals.
+    """
+    frame = _draw_size(size)
+    base, base_mask = _original(species, original_of(index), seed, frame)
+    rng = _rng(seed, species, index)
+    flip_h = -1.0 if rng.random() < 0.5 else 1.0
+    flip_v = -1.0 if rng.random() < AUGMENT.flip_v else 1.0
+    angle = math.radians(rng.uniform(-AUGMENT.angle, AUGMENT.angle))
+    zoom = rng.uniform(1 - AUGMENT.zoom, 1 + AUGMENT.zoom)
+    sx, sy = rng.uniform(-AUGMENT.shift, AUGMENT.shift, 2) * frame
+    # Lighting: a global gain and a slightly tinted offset. No per-pixel grain: it vanishes in a
+    # 59x45 input anyway, and noise is what makes PNGs slow to write and read.
+    gain = rng.uniform(1 - AUGMENT.gain, 1 + AUGMENT.gain)
+    offset = rng.normal(0, AUGMENT.offset) + rng.normal(0, AUGMENT.offset / 3, 3)
+    lit = np.clip(base * gain + offset, 0, 255).astype(np.uint8)
+
+    # The copy is resampled at the drawing scale, then scaled up once: output pixel (x, y) ->
+    # canvas point by centring, flipping, rotating, zooming and shifting.
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    m = np.array([[cos, -sin], [sin, cos]]) @ np.diag([flip_h, flip_v])
+    centre = np.array([base.shape[1] / 2 + sx, base.shape[0] / 2 + sy])
+    c = centre - m @ np.array([frame[0] / 2, frame[1] / 2])
+    coeffs = (m[0, 0], m[0, 1], c[0], m[1, 0], m[1, 1], c[1])
+    fill = tuple(int(v) for v in lit[0, 0])
+    photo = Image.fromarray(lit, "RGB").transform(
+        frame, Image.AFFINE, coeffs, Image.BILINEAR, fillcolor=fill
     )
-    arr += np.repeat(np.repeat(grain, 2, 0), 2, 1)[:height, :width]
-    photo = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    mask = Image.fromarray(base_mask, "L").transform(frame, Image.AFFINE, coeffs, Image.BILINEAR)
+    mask = mask.point(lambda a: 255 if a > 127 else 0)
+    if frame != size:
+        photo = photo.resize(size, Image.BILINEAR)
+        mask = mask.resize(size, Image.NEAREST)  # a bilinear mask would need thresholding again
     return photo, mask
+
+
+def encode_png(image: Image.Image, level: int = 1) -> bytes:
+    """An 8-bit grey or RGB image as PNG bytes, every row with PNG's "Up" filter.
+
+    Pillow tries all five PNG filters on every row, which took as long as the compression
+    itself; on these smooth photos "Up" alone compresses as well, so writing the set takes
+    about half the time. Any PNG reader (Pillow, libspng) decodes the result.
+    """
+    arr = np.asarray(image)
+    colour = {"L": 0, "RGB": 2}[image.mode]
+    height, width = arr.shape[:2]
+    rows = arr.reshape(height, -1)
+    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2  # filter type Up: each byte minus the one above it, modulo 256
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(filtered, level)),
+            _chunk(b"IEND", b""),
+        )
+    )
+
+
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
 
 def _pattern(
@@ -266,9 +398,9 @@ def _pattern(
 def _write_one(args: tuple[Path, str, int, int, tuple[int, int]]) -> None:
     root, species, index, seed, size = args
     photo, mask = render(species, index, seed, size)
-    name = f"{index + 1:05d}.png"
-    photo.save(root / species / species / name, compress_level=1)
-    mask.save(root / species / f"{species} GT" / name, compress_level=1)
+    name = file_name(index)
+    (root / species / species / name).write_bytes(encode_png(photo))
+    (root / species / f"{species} GT" / name).write_bytes(encode_png(mask))
 
 
 def generate(
@@ -306,7 +438,7 @@ def generate(
                     progress(done, len(jobs))
         else:
             with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=16):
+                for _ in pool.map(_write_one, jobs, chunksize=COPIES_PER_ORIGINAL):
                     done += 1
                     if progress:
                         progress(done, len(jobs))
