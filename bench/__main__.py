@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import common, report
 
-FIGURES = ("1", "2", "3", "4", "5", "6")
+FIGURES = ("1", "2", "3", "4", "5", "6", "7")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {f.strip() for f in args.only.split(",")}
     cache = args.cache_dir
     sizes = {
-        "train set": (60 if quick else 300, (118, 89)),  # figures 1, 2
+        "train set": (60 if quick else 300, (118, 89)),  # figures 1, 2, 7
         "photos": (10 if quick else 40, (590, 445)),  # figure 3
         "study set": (40 if quick else 150, (118, 89)),  # figures 4-6
     }
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     figs = Figures()
     with tempfile.TemporaryDirectory(prefix="fishopt-bench-") as tmp:
         scratch = Path(tmp)
-        if {"1", "2"} & only:
+        if {"1", "2", "7"} & only:
             ds = common.features(cache, *sizes["train set"])
             if "1" in only:
                 print("figure 1: fishopt trainer vs seed loop")
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 for batch, target in ((50, 0.5), (256, 0.7)):
                     print(f"figure 2: training GFLOP/s / GEMM GFLOP/s at batch {batch}")
                     figs.append(fig_train.figure2(ds, rounds, 1 if quick else 3, batch, target))
+            if "7" in only:
+                print("figure 7: bf16 autocast / fp32 per batch size")
+                figs.extend(fig_train.figure7(ds, rounds, 1 if quick else 2))
         if "3" in only:
             print("figure 3: preprocessing")
             root = common.photos(cache, *sizes["photos"])
@@ -113,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             feat_cache = cache / "fishopt-cache"
             common.features(cache, *sizes["study set"])  # decode once, outside the timings
             if "4" in only:
-                print("figure 4: search, TPE + median pruning vs exhaustive grid")
-                figs.append(fig_study.figure4(root, feat_cache, scratch, 1 if quick else 3))
+                print("figure 4: search vs exhaustive grid, to the best configuration's mean")
+                # quick: 1 sampler seed, 4-epoch trials: a smoke run of the same studies
+                figs.append(
+                    fig_study.figure4(
+                        root, feat_cache, scratch, 1 if quick else 5, 4 if quick else None
+                    )
+                )
             if "5" in only:
                 print("figure 5: study overhead")
                 figs.append(

@@ -1,4 +1,5 @@
-"""Figures 1 and 2: training throughput against the seed loop and against the machine's GEMM."""
+"""Figures 1, 2 and 7: training throughput against the seed loop, against the machine's GEMM,
+and in bf16 autocast against fp32 per batch size (what ``precision="auto"`` decides on)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import torch
 from bench.common import Figure, interleave
 from bench.seed import train_seed_style
 from fishopt import data
+from fishopt.training.hardware import native_bf16
 from fishopt.training.model import MLPSpec, macs_per_sample
 from fishopt.training.optim import OptimSpec
-from fishopt.training.train import TrainConfig, train
+from fishopt.training.train import TrainConfig, resolve_precision, train
 
 HIDDEN = (256, 128)
+BF16_BATCHES = (32, 50, 64, 128, 256)
 GEMM_N = 2048  # a square fp32 GEMM big enough to run at the BLAS's best rate
 
 
@@ -25,10 +28,12 @@ def _tensors(ds: data.Dataset) -> tuple[torch.Tensor, ...]:
     return X[sp.train], y[sp.train], X[sp.valid], y[sp.valid]
 
 
-def _fishopt_rate(spec: MLPSpec, t: tuple, epochs: int, batch: int) -> float:
+def _fishopt_rate(
+    spec: MLPSpec, t: tuple, epochs: int, batch: int, precision: str = "auto"
+) -> float:
     """Training samples per second of fishopt's trainer, per-epoch validation included."""
     X, y, Xv, yv = t
-    cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=0, precision="auto")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=0, precision=precision)
     t0 = time.perf_counter()
     train(spec, OptimSpec("AdamW"), X, y, Xv, yv, cfg)
     seconds = time.perf_counter() - t0
@@ -98,7 +103,49 @@ def figure2(ds: data.Dataset, rounds: int, epochs: int, batch: int, target: floa
     )
     fig.extra = {
         "MACs per sample": macs_per_sample(spec),
-        "precision": "auto (fp32 here unless the CPU has native bf16)",
+        "precision": f"auto: {resolve_precision('auto', 'cpu', batch)} on this CPU",
         "epochs per measurement": epochs,
     }
     return fig
+
+
+def figure7(ds: data.Dataset, rounds: int, epochs: int) -> list[Figure]:
+    """bf16 autocast / fp32 samples/s at each batch size, and whether ``auto`` chose the faster.
+
+    One figure per batch size. Where ``auto`` picks bf16 the target is bf16 >= fp32; where it
+    keeps fp32 the target is that bf16 would not have been faster. A batch size whose figure
+    is not met is where the threshold (``BF16_MIN_BATCH``) is wrong for this CPU.
+    """
+    t = _tensors(ds)
+    spec = MLPSpec(ds.X.shape[1], HIDDEN, len(ds.classes))
+    native = native_bf16()
+    figs = []
+    for batch in BF16_BATCHES:
+        picks = resolve_precision("auto", "cpu", batch)
+        fig = Figure(
+            f"7 (batch {batch})",
+            f"training samples/s at batch {batch}, bf16 autocast / fp32",
+            "fishopt train(), precision='bf16'",
+            "fishopt train(), precision='fp32'",
+            "samples/s",
+            1.0 if picks == "bf16" else 0.0,
+            f"auto picks {picks} here: "
+            + ("bf16 >= fp32" if picks == "bf16" else "met if bf16 is not faster (< 1x)"),
+        )
+        print(f"  batch {batch} (auto: {picks}):")
+        _fishopt_rate(spec, t, 1, batch, "bf16")  # warm-up: oneDNN's bf16 kernels
+        interleave(
+            rounds,
+            lambda b=batch: _fishopt_rate(spec, t, epochs, b, "bf16"),
+            lambda b=batch: _fishopt_rate(spec, t, epochs, b, "fp32"),
+            fig,
+        )
+        if picks == "fp32":
+            fig.also_met = fig.median < 1.0
+        fig.extra = {
+            "model": "2655-256-128-9, AdamW (fused step); weights and optimizer state fp32",
+            "native bf16 on this CPU": "yes" if native else "no: oneDNN emulates bf16",
+            "epochs per measurement": epochs,
+        }
+        figs.append(fig)
+    return figs

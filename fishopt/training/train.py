@@ -27,10 +27,12 @@ from fishopt.training.model import MLPSpec, build_mlp
 from fishopt.training.optim import OptimSpec, build_optimizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# bf16 autocast only pays once the matmuls are big enough to hide the casts and the fp32
-# optimizer step. A starting threshold, not a measured optimum: the development machine has no
-# native bf16 (there, emulated bf16 at batch 256 ran 2.6-3.3x slower than fp32; bench/NOTES.md).
-BF16_MIN_BATCH = 256
+# With native bf16 the matmuls of a batch-50 step already gain more than the casts and the fp32
+# optimizer step cost: on an AMD EPYC with AVX512-BF16, the trainer at 2655-256-128-9 measured
+# bf16/fp32 1.26x at batch 50 and 1.7x at batch 256 (issue 12). Below 50 nothing was measured on
+# such a CPU, so fp32 stays. Without native bf16, oneDNN emulates it and auto never picks it
+# (emulated bf16 ran 2.6-3.3x slower than fp32; bench/NOTES.md, figure 7).
+BF16_MIN_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,10 @@ def _accuracy_f1(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> tupl
 
 
 def resolve_precision(precision: str, device: str, batch_size: int) -> str:
-    """``auto`` -> bf16 only on a CPU with native bf16 (AMX/AVX512-BF16) and a large batch.
+    """``auto`` -> bf16 only on a CPU with native bf16 (AMX/AVX512-BF16) and batches >= 50.
 
-    Elsewhere fp32: emulated bf16 is slower than fp32, small batches gain nothing, and on CUDA
-    the 2655-input MLP is launch-bound, so autocast was not measured to pay there.
+    Elsewhere fp32: emulated bf16 is slower than fp32, smaller batches were not measured, and
+    on CUDA the 2655-input MLP is launch-bound, so autocast was not measured to pay there.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
