@@ -172,7 +172,7 @@ def run(
                 return Outcome(ran, "signal", flags.exit_code)
             if timeout is not None and time.monotonic() - started >= timeout:
                 return Outcome(ran, "timeout", 0)
-            lock.acquire()
+            _acquire(lock, hb.interval, log)
             try:
                 counts = studies.state_tally(st)
                 # Only a RUNNING trial can belong to a dead worker: with none, skip the check.
@@ -220,6 +220,22 @@ def run(
         message = str(exc) if isinstance(exc, liveness.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", liveness.EXIT_STORAGE_LOST)
+
+
+def _acquire(lock: claim.Lock, patience: float, log: Log) -> None:
+    """Take the claim lock, riding out a dropped database connection for ``patience`` s."""
+    first = time.monotonic()
+    while True:
+        try:
+            lock.acquire()
+        except sqlalchemy.exc.OperationalError:
+            if time.monotonic() - first >= patience:
+                raise
+            time.sleep(0.5)
+            continue
+        if time.monotonic() - first > 0.5:
+            log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
+        return
 
 
 def _first_line(exc: BaseException) -> str:
@@ -280,6 +296,10 @@ def run_worker(
     session = open_session(opts, progress or Progress(log=log), distributed=distributed)
     for warning in session.warnings:
         log(f"warning: {warning}")
+    # A dropped connection is retried for one heartbeat interval: a database restart costs a
+    # pause; a database that stays away stops the worker within two intervals.
+    session.storage.retry_for = session.heartbeat.interval
+    session.storage.on_reconnect = log
     log(
         f"joined study {session.study.study_name!r} in {mask_url(session.settings.storage)}: "
         f"budget {session.budget}, {session.heartbeat.describe()}, "

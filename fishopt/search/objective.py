@@ -12,7 +12,7 @@ import hashlib
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -51,6 +51,23 @@ class Context:
     split: Split
     tensors: Tensors
     device: str = "cpu"
+    # With ``vary_split``, the tensors of other split seeds, made when a repeat first needs them.
+    _other_splits: dict[int, Tensors] = field(default_factory=dict, compare=False, repr=False)
+
+    def tensors_for(self, repeat: int) -> tuple[Tensors, int]:
+        """The tensors a trial trains on, and their split seed: repeat r of a spec with
+        ``vary_split`` draws split seed base + r (Bouthillier et al.: the split is a source of
+        variance too); every other trial uses the study's split."""
+        base = self.spec.base_split_seed
+        if not self.spec.vary_split or repeat == 0:
+            return self.tensors, base
+        seed = base + repeat
+        if seed not in self._other_splits:
+            from fishopt.search.session import split_for
+
+            split = split_for(self.spec, self.dataset, seed)
+            self._other_splits[seed] = make_tensors(self.dataset, split, self.device)
+        return self._other_splits[seed], seed
 
     @property
     def n_classes(self) -> int:
@@ -112,12 +129,15 @@ def objective(
             seed = confirm_seed(spec.seed, int(frozen.user_attrs.get("repeat", 0)))
         else:
             seed = derive_seed(spec.seed, origin_number(frozen))
+        repeat = cfg.repeat if cfg.repeat is not None else frozen.user_attrs.get("repeat", 0)
+        t, split_seed = ctx.tensors_for(int(repeat))
         record: dict = {
-            "repeat": cfg.repeat if cfg.repeat is not None else frozen.user_attrs.get("repeat", 0),
+            "repeat": repeat,
             "seed": seed,
             "config": space.config_key(trial.params),
             "hidden": list(cfg.hidden),
             "n_params": parameter_count(model_spec),
+            **({"split_seed": split_seed} if spec.vary_split else {}),
         }
         set_user_attrs(trial, {**record, **(tags or {})})  # a killed trial still says who it was
         record = {}
@@ -136,7 +156,6 @@ def objective(
         config = TrainConfig(
             epochs=spec.epochs, batch_size=cfg.batch_size, seed=seed, device=ctx.device
         )
-        t = ctx.tensors
         try:
             result = train(
                 model_spec, cfg.optim, t.X_train, t.y_train, t.X_valid, t.y_valid, config, on_epoch

@@ -150,8 +150,20 @@ def build_context(
         generate_progress=progress.generating,
     )
     seconds = time.perf_counter() - t0
-    split = data.split(ds.y, spec.split, seed=spec.seed)
+    split = split_for(spec, ds, spec.base_split_seed)
     return Context(spec, ds, split, make_tensors(ds, split, device), device), hit, seconds
+
+
+def split_for(spec: specs.StudySpec, ds: data.Dataset, seed: int) -> data.Split:
+    """The spec's split of ``ds`` with ``seed``; ``split_by = "original"`` keeps every copy of
+    one original image in one part, where the file names say which original that is."""
+    if spec.split_by == "original" and ds.groups is None:
+        raise FishoptError(
+            f'split_by = "original": the images of {ds.source} do not say which original '
+            'they were copied from (file names ending -orig<N>); use split_by = "random"'
+        )
+    groups = ds.groups if spec.split_by == "original" else None
+    return data.split(ds.y, spec.split, seed=seed, groups=groups)
 
 
 # ----------------------------------------------------------------------------- the study

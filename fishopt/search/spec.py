@@ -40,6 +40,17 @@ TOP_KEYS = {
     "fixed",
     "space",
     "tuned",
+    "split_by",
+    "split_seed",
+    "vary_split",
+}
+SPLIT_BY = ("random", "original")
+# Keys added after the first studies were stored, with their defaults (see fingerprint).
+LATER_KEYS: dict[str, Any] = {
+    "tuned": {},
+    "split_by": "random",
+    "split_seed": None,
+    "vary_split": False,
 }
 # name -> (kind of value, lower bound, upper bound)
 PARAMS: dict[str, tuple[str, float, float]] = {
@@ -103,6 +114,13 @@ class StudySpec:
     # The tuned optimizer protocol (kind "optimizers-tuned"): trials_per_optimizer,
     # confirm_seeds, optimizers, weight_decay and the resolved per-optimizer spaces.
     tuned: dict = field(default_factory=dict)
+    split_by: str = "random"  # random | original (keep copies of one original image together)
+    split_seed: int | None = None  # None: the study seed
+    vary_split: bool = False  # each repeat draws its own split (a source of variance)
+
+    @property
+    def base_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,6 +134,11 @@ class StudySpec:
         d = self.to_dict()
         for k in ("description", "question", "n_trials", "timeout", "source", "name"):
             d.pop(k)
+        # Keys added after studies were first stored count only when set, so a study made
+        # before they existed still resumes.
+        for k, default in LATER_KEYS.items():
+            if d.get(k) == default:
+                d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -255,6 +278,12 @@ def parse(raw: dict, name: str, source: str = "<spec>") -> StudySpec:
         or split[1] <= 0
     ):
         raise fail("split", f"must be [train, valid, test] fractions summing to 1, got {split!r}")
+    split_by = raw.get("split_by", "random")
+    if split_by not in SPLIT_BY:
+        raise fail("split_by", f"unknown {split_by!r}; allowed: {', '.join(SPLIT_BY)}")
+    vary_split = raw.get("vary_split", False)
+    if not isinstance(vary_split, bool):
+        raise fail("vary_split", f"must be true or false, got {vary_split!r}")
     image_size = raw.get("image_size", [59, 45])
     if (
         not isinstance(image_size, list)
@@ -281,6 +310,9 @@ def parse(raw: dict, name: str, source: str = "<spec>") -> StudySpec:
         split=(float(split[0]), float(split[1]), float(split[2])),
         source=source,
         tuned=_parse_tuned(raw, kind, space, sampler, pruner, fail),
+        split_by=split_by,
+        split_seed=integer("split_seed", None, 0),
+        vary_split=vary_split,
     )
 
 

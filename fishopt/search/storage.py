@@ -13,6 +13,7 @@ import json
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
+from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -105,6 +107,8 @@ class Storage(RDBStorage):
       again, and ``heartbeat_failing_since`` tells the trial loop to stop.
     """
 
+    retry_for: float = 0.0  # seconds to retry a call on a dropped connection (0: never)
+    on_reconnect: Callable[[str], None] | None = None
     _beat_ok_at: float | None = None
     _beat_failed_at: float | None = None  # the first failure since the last success
 
@@ -158,6 +162,29 @@ class Storage(RDBStorage):
             self._check_running(session, trial_id)
             session.execute(stmt)
 
+    def get_trial(self, trial_id: int) -> optuna.trial.FrozenTrial:
+        """One trial in three queries instead of six: the small one-to-many tables (params,
+        values, system attributes) joined to the trial, the two that grow with it (user
+        attributes, per-epoch values) each in one more query. Optuna reads a trial three
+        times per trial it runs."""
+        trial = models.TrialModel
+        query = (
+            sqlalchemy.select(trial)
+            .where(trial.trial_id == trial_id)
+            .options(
+                orm.joinedload(trial.params),  # type: ignore[attr-defined]
+                orm.joinedload(trial.values),  # type: ignore[attr-defined]
+                orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
+                orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
+                orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
+            )
+        )
+        with _create_scoped_session(self.scoped_session) as session:
+            model = session.execute(query).unique().scalar_one_or_none()
+            if model is None:
+                raise KeyError(f"No trial with trial_id {trial_id} exists.")
+            return self._build_frozen_trial_from_trial_model(model)
+
     def _check_running(self, session: Any, trial_id: int) -> None:
         state = session.execute(
             sqlalchemy.select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
@@ -209,6 +236,69 @@ class Storage(RDBStorage):
             else:
                 for k, v in attrs.items():
                     self._set_trial_attr_without_commit(session, model, trial_id, k, v)
+
+
+# The storage calls a worker makes while it runs trials; a dropped connection is retried in
+# them for up to ``Storage.retry_for`` seconds, so a database restart costs a pause, not a trial.
+RETRIED = (
+    "create_new_trial",
+    "set_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "set_trial_user_attrs",
+    "get_trial",
+    "get_all_trials",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_study_id_from_name",
+    "get_study_directions",
+    "get_trial_id_from_study_id_trial_number",
+    "_get_stale_trial_ids",
+    "state_counts",
+    "best_complete_value",
+)
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """A lost connection (the server restarted or went away), not a bad statement."""
+    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    return isinstance(cause, sqlalchemy.exc.OperationalError) or (
+        isinstance(cause, sqlalchemy.exc.DBAPIError) and bool(cause.connection_invalidated)
+    )
+
+
+def _retrying(name: str) -> Any:
+    def call(self: Storage, *args: Any, **kwargs: Any) -> Any:
+        own = Storage.__dict__.get("_own_" + name)
+        method = own.__get__(self) if own is not None else getattr(super(Storage, self), name)
+        deadline, first_failure = None, None
+        while True:
+            try:
+                result = method(*args, **kwargs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if first_failure is not None and name == "set_trial_state_values":
+                    return True  # the write that seemed lost had landed before the drop
+                raise
+            except Exception as exc:
+                if not _disconnected(exc) or self.retry_for <= 0:
+                    raise
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure, deadline = now, now + self.retry_for
+                if now >= deadline:  # type: ignore[operator]
+                    raise
+                time.sleep(0.5)
+                continue
+            if first_failure is not None and self.on_reconnect is not None:
+                self.on_reconnect(
+                    f"reconnected to the storage after {time.monotonic() - first_failure:.1f}s"
+                )
+            return result
+
+    call.__name__ = name
+    return call
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -333,3 +423,11 @@ def sqlite_fast_commits(storage: RDBStorage) -> None:
 def backend_of(study: optuna.Study) -> Any:
     """The storage behind Optuna's per-study cache wrapper."""
     return getattr(study._storage, "_backend", study._storage)
+
+
+# Storage's own methods come first so that the retrying wrapper calls them, not Optuna's.
+for _name in RETRIED:
+    if _name in Storage.__dict__:
+        setattr(Storage, "_own_" + _name, Storage.__dict__[_name])
+        delattr(Storage, _name)
+    setattr(Storage, _name, _retrying(_name))

@@ -1,0 +1,61 @@
+"""The one setup: resuming old studies, how the split is drawn, the storage checked first."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from fishopt import config, data
+from fishopt.errors import FishoptError
+from fishopt.search import spec
+from fishopt.search.session import build_context
+
+
+def test_specs_keep_the_fingerprints_studies_were_stored_with() -> None:
+    """Studies in existing databases were created with these fingerprints (fishopt before
+    the tuned protocol and split options); a changed value would refuse to resume them."""
+    stored = {
+        "optimizers": "10840b06e9f740b7",
+        "widths": "c70cf6bafcde3b49",
+        "depth": "b57d5c28c3c2df6c",
+        "full": "950b6c4aa7c198cb",
+    }
+    assert {name: spec.load(name).fingerprint() for name in stored} == stored
+    varied = spec.parse(
+        {**tomllib.loads(Path(spec.find("depth")).read_text()), "vary_split": True}, "depth"
+    )
+    assert varied.fingerprint() != stored["depth"]  # a new option that is set does count
+
+
+def _digits_spec(**extra: object) -> spec.StudySpec:
+    raw = {"kind": "custom", "epochs": 1, "split": [0.7, 0.2, 0.1], **extra}
+    return spec.parse(raw, name="s")
+
+
+def test_vary_split_gives_each_repeat_its_own_split(tmp_path: Path) -> None:
+    settings = config.resolve(cache_dir=tmp_path, env={})
+    ctx, _hit, _s = build_context(
+        _digits_spec(vary_split=True), data.parse_source("digits"), settings
+    )
+    base, seed0 = ctx.tensors_for(0)
+    other, seed1 = ctx.tensors_for(1)
+    again, _ = ctx.tensors_for(1)
+    assert (seed0, seed1) == (0, 1)
+    assert base is ctx.tensors and again is other
+    assert not torch.equal(base.y_valid, other.y_valid) or not torch.equal(
+        base.X_valid, other.X_valid
+    )
+    assert len(other.y_train) == len(base.y_train)  # same fractions
+    fixed, _s2, _ = build_context(_digits_spec(), data.parse_source("digits"), settings)
+    assert fixed.tensors_for(3)[0] is fixed.tensors  # without vary_split: one split
+
+
+def test_split_by_original_needs_data_that_names_originals(tmp_path: Path) -> None:
+    settings = config.resolve(cache_dir=tmp_path, env={})
+    with pytest.raises(FishoptError, match="do not say which original"):
+        build_context(_digits_spec(split_by="original"), data.parse_source("digits"), settings)
+    with pytest.raises(FishoptError, match="split_by"):
+        _digits_spec(split_by="by-class")
