@@ -309,17 +309,15 @@ def test_tracebacks_and_logs_are_redacted(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _pg_cluster(action: str) -> None:
-    """Stop or start the local PostgreSQL cluster the test URL points at (needs root)."""
+    """Stop, start or restart the local PostgreSQL cluster of the test URL (needs root)."""
     import shutil
     import subprocess
 
     if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
         pytest.skip("needs pg_ctlcluster as root to stop and start PostgreSQL")
-    subprocess.run(
-        ["pg_ctlcluster", "15", "main", action, *(["-m", "fast"] if action == "stop" else [])],
-        check=True,
-    )
-    if action == "start":
+    fast = ["-m", "fast"] if action in ("stop", "restart") else []
+    subprocess.run(["pg_ctlcluster", "15", "main", action, *fast], check=True)
+    if action in ("start", "restart"):
         wait_for("PostgreSQL to accept connections", lambda: _reachable(), timeout=60)
 
 
@@ -372,3 +370,37 @@ def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
     check_study(ts, budget=1, failed=1)
     done = next(t for t in ts if t.state == TrialState.COMPLETE)
     assert retried_from(done) == 0, "the abandoned trial 0 was run again"
+
+
+@pytest.mark.slow
+def test_a_postgresql_restart_costs_the_workers_a_pause_not_the_study(
+    pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """`pg_ctlcluster 15 main restart` while two workers train: they reconnect and the study
+    ends with exactly its budget, nothing left RUNNING."""
+    name = f"restart-{uuid.uuid4().hex[:8]}"
+    budget = 6
+    spec = spec_file(tmp_path, epochs=60, n_trials=budget, name=name)
+    beats = ["--heartbeat-interval", "5", "--grace-period", "15"]
+    args = ["worker", str(spec), "--data", str(tiny_fish), "--cache-dir", str(fish_cache)]
+    ws = [
+        start([*args, "--threads", "1", *beats], tmp_path / f"w{i}.log", env_for(pg_url))
+        for i in range(2)
+    ]
+    try:
+        wait_for(
+            "both workers in training",
+            lambda: all(training(w, pg_url, name, max_step=40) for w in ws),
+        )
+        _pg_cluster("restart")
+        codes = wait_exit(ws, timeout=300)
+    finally:
+        for w in ws:
+            if w.proc.poll() is None:
+                w.proc.kill()
+    logs = [w.output() for w in ws]
+    assert codes == [0, 0], logs
+    check_study(trials(pg_url, name), budget=budget)
+    for log in logs:
+        assert "reconnected to the storage" in log, log
+        assert "Traceback" not in log, log
