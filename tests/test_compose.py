@@ -97,7 +97,7 @@ def test_every_fishopt_command_parses(compose: dict) -> None:
                 seen += 1
     assert seen >= 3  # prepare, worker, dashboard
     worker = _fishopt_command(_commands(compose["services"]["worker"])[0][1:])
-    assert worker.params["threads"] == 1 and worker.params["name"] == "optimizers"
+    assert worker.params["threads"] == 1 and worker.params["name_or_spec"] == "optimizers"
 
 
 def test_dashboard_is_fishopts_behind_a_login(compose: dict) -> None:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from fishopt import data
+from fishopt.data import preprocess
 
 
 def _pillow_features(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -39,6 +40,6 @@ def test_fast_path_is_taken_for_plain_8bit_png_only(tmp_path: Path):
     pytest.importorskip("pyspng")
     Image.new("RGB", (8, 6), (10, 20, 30)).save(tmp_path / "rgb.png")
     Image.new("P", (8, 6)).save(tmp_path / "p.png")
-    assert data._decode_png_fast((tmp_path / "rgb.png").read_bytes()) is not None
-    assert data._decode_png_fast((tmp_path / "p.png").read_bytes()) is None
-    assert data._decode_png_fast(b"not a png at all, just bytes......") is None
+    assert preprocess._decode_png_fast((tmp_path / "rgb.png").read_bytes()) is not None
+    assert preprocess._decode_png_fast((tmp_path / "p.png").read_bytes()) is None
+    assert preprocess._decode_png_fast(b"not a png at all, just bytes......") is None

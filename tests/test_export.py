@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 from pathlib import Path
@@ -94,7 +96,13 @@ def test_export_best_uses_the_stored_weights_and_records_test_metrics(exported: 
     assert onnx["max_abs_logit_diff"] <= export.ONNX_TOLERANCE
     card = (bundle / "MODEL_CARD.md").read_text()
     assert f"trial {best.number}" in card and weights_sha in card
-    assert "wrote" in exported["stdout"] and "test acc" in exported["stdout"]
+    assert "wrote" in exported["stdout"]
+    # Test figures come with their intervals, and a 1% test split is flagged as small.
+    out = " ".join(exported["stdout"].split())
+    assert re.search(r"accuracy 0\.\d{3} \(95% CI 0\.\d{3}-[01]\.\d{3}\) \(Wilson\)", out), out
+    test = meta["metrics"]["test"]
+    low, high = test["macro_f1_ci95"]
+    assert 0 <= low <= high <= 1 and test["warning"] and "fewer than 100" in test["warning"]
 
 
 def test_retrain_trains_on_train_plus_valid_and_reports_both(

@@ -102,3 +102,17 @@ def test_specs_ship_inside_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for name in SHIPPED:
         assert f"fishopt/_studies/{name}.toml" in names
+
+
+def test_widths_grid_trains_each_network_once() -> None:
+    """One hidden layer is the same network whether its pattern is constant or decreasing."""
+    from fishopt.search.samplers import make_sampler
+
+    s = spec.load("widths")
+    full, distinct = space.grid_size(s, distinct=False), space.grid_size(s)
+    assert (full, distinct) == (7 * 2 * 2 * 2, 7 * 2 + 7 * 2 * 2)  # 1-layer patterns merged
+    sampler = make_sampler(s)
+    points = [dict(zip(sampler._param_names, g, strict=True)) for g in sampler._all_grids]
+    assert len(points) == distinct
+    assert len({space.network_key(p, s) for p in points}) == distinct
+    assert make_sampler(s, distinct_grid=False)._n_min_trials == full  # studies made before

@@ -96,8 +96,8 @@ def study_cmd(
             )
 
         def on_trial(s: optuna.Study, _t: FrozenTrial) -> None:
-            trials = s.get_trials(deepcopy=False)
-            tally, best = studies.tally(trials), studies.best_completed(trials)
+            done = s.get_trials(deepcopy=False)
+            tally, best = studies.tally(done), studies.best_completed(done)
             progress.update(
                 trials,
                 completed=tally.finished,

@@ -266,7 +266,10 @@ def accuracy_interval(correct: int, n: int, level: float = LEVEL) -> tuple[float
 
 def _macro_f1(true: np.ndarray, pred: np.ndarray, n_classes: int, axis: int = -1) -> np.ndarray:
     """Macro-F1 along ``axis``, as scikit-learn's f1_score(average="macro", zero_division=0)
-    over all ``n_classes`` labels; vectorised so a bootstrap costs one array pass."""
+    without ``labels``: the mean over the classes that occur (true or predicted), so a
+    bootstrap resample that happens to miss a class is not scored 0 for it (which biased the
+    interval of a small test split below its own point estimate). Vectorised: a bootstrap
+    costs one array pass."""
     true, pred = np.moveaxis(true, axis, -1), np.moveaxis(pred, axis, -1)
     classes = np.arange(n_classes)
     t = true[..., None] == classes  # (..., n, C)
@@ -274,7 +277,8 @@ def _macro_f1(true: np.ndarray, pred: np.ndarray, n_classes: int, axis: int = -1
     tp = (t & p).sum(-2)
     denom = t.sum(-2) + p.sum(-2)
     f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
-    return f1.mean(-1)
+    present = (denom > 0).sum(-1)
+    return np.divide(f1.sum(-1), present, out=np.zeros(present.shape), where=present > 0)
 
 
 def macro_f1_interval(

@@ -130,7 +130,9 @@ def set_budget(st: optuna.Study, n_trials: int) -> None:
         st.set_user_attr(BUDGET_ATTR, int(n_trials))
 
 
-def spec_budget(spec: StudySpec, n_trials: int | None = None) -> int | None:
+def spec_budget(
+    spec: StudySpec, n_trials: int | None = None, distinct_grid: bool = True
+) -> int | None:
     """A study's trial budget before it is recorded: flag, then spec, then the grid's size."""
     if n_trials is not None:
         return n_trials
@@ -143,11 +145,24 @@ def spec_budget(spec: StudySpec, n_trials: int | None = None) -> int | None:
     if spec.sampler["name"] == "grid":
         from fishopt.search.space import grid_size
 
-        return grid_size(spec)
+        return grid_size(spec, distinct_grid)
     return None
 
 
 def budget(st: optuna.Study, spec: StudySpec) -> int | None:
     """The global budget: the study's recorded --n-trials, else the spec's, else the grid."""
     stored = stored_budget(st)
-    return stored if stored is not None else spec_budget(spec)
+    if stored is not None:
+        return stored
+    return spec_budget(spec, distinct_grid=distinct_grid(st))
+
+
+GRID_ATTR = "grid"  # in the study's identity: "distinct" once duplicate grid points are dropped
+
+
+def distinct_grid(st: optuna.Study) -> bool:
+    """Whether the study drops grid points that repeat a network (all studies made since
+    that was added; older ones keep their full grid)."""
+    from fishopt.search.studies import ATTR
+
+    return st.user_attrs.get(ATTR, {}).get(GRID_ATTR) == "distinct"

@@ -13,8 +13,23 @@ class RequeueSafeGridSampler(optuna.samplers.GridSampler):
 
     Optuna's GridSampler.after_trial reads a ``grid_id`` that enqueued trials never get, and
     fails with KeyError once a single grid point is left; such a trial visits no new point, so
-    only the study-exhausted check applies to it.
+    only the study-exhausted check applies to it. Given the ``spec``, points that would train
+    the same network as an earlier point are dropped (studies made before this keep the full
+    grid, whose point numbers they recorded).
     """
+
+    def __init__(self, search_space: dict, seed: int | None = None, spec: StudySpec | None = None):
+        super().__init__(search_space, seed)
+        if spec is not None:  # drop points that train the same network as an earlier one
+            seen: set = set()
+            kept = []
+            for point in self._all_grids:
+                key = space.network_key(dict(zip(self._param_names, point, strict=True)), spec)
+                if key not in seen:
+                    seen.add(key)
+                    kept.append(point)
+            self._all_grids = kept
+            self._n_min_trials = len(kept)
 
     def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
         if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
@@ -23,7 +38,9 @@ class RequeueSafeGridSampler(optuna.samplers.GridSampler):
             study.stop()
 
 
-def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    spec: StudySpec, distributed: bool = False, distinct_grid: bool = True
+) -> optuna.samplers.BaseSampler:
     opts = {k: v for k, v in spec.sampler.items() if k != "name"}
     name = spec.sampler["name"]
     # Workers sharing a study must not draw the same sequence (each trial stays exact: its
@@ -39,15 +56,15 @@ def make_sampler(spec: StudySpec, distributed: bool = False) -> optuna.samplers.
             return _plain(name, opts, own)
 
         return PerOptimizerSampler(one)
-    return _plain(name, opts, seed, spec)
+    return _plain(name, opts, seed, spec, distinct_grid)
 
 
 def _plain(
-    name: str, opts: dict, seed: int | None, spec: StudySpec | None = None
+    name: str, opts: dict, seed: int | None, spec: StudySpec | None = None, distinct: bool = True
 ) -> optuna.samplers.BaseSampler:
     if name == "grid":
         assert spec is not None
-        return RequeueSafeGridSampler(space.grid(spec), seed=seed)
+        return RequeueSafeGridSampler(space.grid(spec), seed=seed, spec=spec if distinct else None)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":

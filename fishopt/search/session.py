@@ -179,6 +179,7 @@ def study_identity(ctx: Context) -> dict:
         "preprocessing": ctx.dataset.preprocessing,
         "split": ctx.split.describe(),
         "in_features": ctx.in_features,
+        claim.GRID_ATTR: "distinct",
     }
 
 
@@ -216,6 +217,9 @@ def open_study(ctx: Context, storage: Storage, name: str, distributed: bool = Tr
             f"study {name!r} was run with a different spec or split (epochs, seed, space, "
             f"sampler...); use a new study name, e.g. --name {name}-2"
         )
+    if stored.get(claim.GRID_ATTR) != "distinct" and ctx.spec.sampler["name"] == "grid":
+        # Made before duplicate grid points were dropped: its trials recorded full-grid ids.
+        study.sampler = samplers.make_sampler(ctx.spec, distributed, distinct_grid=False)
     return study
 
 

@@ -150,8 +150,22 @@ def grid(spec: StudySpec) -> dict[str, list]:
     return space
 
 
-def grid_size(spec: StudySpec) -> int:
-    return len(list(itertools.product(*grid(spec).values()))) if grid(spec) else 1
+def grid_size(spec: StudySpec, distinct: bool = True) -> int:
+    """Grid points; ``distinct`` counts points that train the same network once."""
+    space = grid(spec)
+    if not space:
+        return 1
+    names = sorted(space)
+    points = [
+        dict(zip(names, p, strict=True)) for p in itertools.product(*(space[n] for n in names))
+    ]
+    return len({network_key(p, spec) for p in points}) if distinct else len(points)
+
+
+def network_key(params: dict, spec: StudySpec) -> TrialConfig:
+    """What a set of parameters trains: two grid points with the same key are the same trial
+    (one layer is "constant" and "decreasing" alike)."""
+    return suggest(optuna.trial.FixedTrial(params), spec)  # type: ignore[arg-type]
 
 
 def config_key(params: dict) -> str:
