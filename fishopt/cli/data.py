@@ -9,15 +9,26 @@ from typing import Annotated
 import typer
 
 from fishopt import config, data
-from fishopt.cli.common import CacheOpt, DataOpt, _callback, _progress, console, data_app, err
+from fishopt.cli.common import (
+    CacheOpt,
+    DataOpt,
+    StrictOpt,
+    _callback,
+    _progress,
+    console,
+    data_app,
+    err,
+)
 
 
 @data_app.command("info")
 def data_info(
     data_arg: DataOpt = None,
     cache_dir: CacheOpt = None,
-    image_size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "59x45",
-    strict: bool = False,
+    image_size: Annotated[
+        str, typer.Option(metavar="WxH", help="the size images are resized to")
+    ] = "59x45",
+    strict: StrictOpt = False,
 ) -> None:
     """Load a data set (decoding and caching it) and print what was found."""
     settings = config.resolve(cache_dir=cache_dir)
@@ -39,10 +50,12 @@ def data_info(
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option(help="folder to write Fish_Dataset/ into")],
-    per_class: Annotated[int, typer.Option(min=3)] = data.DEFAULT_SYNTHETIC_PER_CLASS,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "590x445",
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    out: Annotated[Path, typer.Option(metavar="PATH", help="folder to write Fish_Dataset/ into")],
+    per_class: Annotated[
+        int, typer.Option(min=3, metavar="INT", help="images per species")
+    ] = data.DEFAULT_SYNTHETIC_PER_CLASS,
+    size: Annotated[str, typer.Option(metavar="WxH", help="photo size")] = "590x445",
+    seed: Annotated[int, typer.Option(min=0, metavar="INT", help="generator seed")] = 0,
 ) -> None:
     """Write the synthetic fish set in the Kaggle layout (photos and GT masks)."""
     from fishopt.data import synthetic
@@ -60,7 +73,11 @@ def data_synth(
 
 
 @data_app.command("fetch")
-def data_fetch(handle: str = "crowww/a-large-scale-fish-dataset") -> None:
+def data_fetch(
+    handle: Annotated[
+        str, typer.Option(metavar="OWNER/NAME", help="Kaggle dataset handle")
+    ] = "crowww/a-large-scale-fish-dataset",
+) -> None:
     """Download the Kaggle fish set with kagglehub (needs credentials and network)."""
     from fishopt.data.fetch import fetch_kaggle
 
