@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from fishopt.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------- plain help
 
@@ -90,3 +96,50 @@ def test_help_text_in_brackets_is_not_swallowed_as_markup() -> None:
     worker = " ".join(_help(("worker",)).split())
     for name in ("FISHOPT_HEARTBEAT_INTERVAL", "FISHOPT_GRACE_PERIOD", "FISHOPT_MAX_RETRY"):
         assert name in worker
+
+
+# ------------------------------------------------------------------ no third-party warnings
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`fishopt ARGS` as a user runs it: a fresh process, Python's default warning filters."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FISHOPT_")}
+    env.pop("PYTHONWARNINGS", None)
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="80", FISHOPT_CACHE=str(cwd / "cache"))
+    return subprocess.run(
+        [sys.executable, "-m", "fishopt.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_a_normal_run_prints_no_warnings(tmp_path: Path) -> None:
+    """TPE (`full`) in this process, then `--jobs 2` children (which inherit no filters), then
+    export and report on the same storage: stderr has progress lines and nothing else."""
+    storage = f"sqlite:///{tmp_path / 'fish.db'}"
+    runs = [
+        ("study", "full", "--data", "digits", "--n-trials", "2", "--epochs", "1"),
+        (
+            "study",
+            "optimizers",
+            "--data",
+            "digits",
+            "--n-trials",
+            "2",
+            "--epochs",
+            "1",
+            "--jobs",
+            "2",
+        ),
+        ("export-best", "optimizers", "--out", str(tmp_path / "bundle")),
+        ("report", "optimizers", "full", "--out", str(tmp_path / "report")),
+    ]
+    for args in runs:
+        proc = _run(*args, "--storage", storage, cwd=tmp_path)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "Warning" not in proc.stderr, (args, proc.stderr)
+        assert "warnings.warn" not in proc.stderr, (args, proc.stderr)
