@@ -7,9 +7,7 @@ commands take are declared once in ``common``.
 from __future__ import annotations
 
 import sys
-import warnings
 
-import optuna
 from rich.markup import escape
 
 from fishopt import config
@@ -26,9 +24,12 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    """The ``fishopt`` entry point: user mistakes as one line, bugs as a masked traceback."""
     from fishopt import redact
 
+    # Masks passwords in what other code prints and filters the third-party warnings a user
+    # can do nothing about; the one place for warning filters (``redact.quiet_warnings``), also
+    # run by every `--jobs` child.
     redact.install()
     try:
         app()

@@ -19,12 +19,17 @@ from fishopt.training.hardware import set_threads
 
 @app.command("export-best")
 def export_best_cmd(
-    name: Annotated[str, typer.Argument(help="study name in the storage")],
-    out: Annotated[Path | None, typer.Option(help="bundle folder (default: ./NAME-bundle)")] = None,
+    name: Annotated[str, typer.Argument(metavar="STUDY", help="study name in the storage")],
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="bundle folder (default: ./STUDY-bundle)"),
+    ] = None,
     retrain: Annotated[
-        bool, typer.Option(help="train the best params again on train+valid")
+        bool, typer.Option("--retrain", help="train the best params again on train+valid")
     ] = False,
-    onnx: Annotated[bool, typer.Option(help="also write model.onnx, checked on test")] = False,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="also write model.onnx, checked on test")
+    ] = False,
     storage: StorageOpt = None,
     artifacts_dir: ArtifactsOpt = None,
     data_arg: DataOpt = None,
@@ -61,10 +66,18 @@ def export_best_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    bundle: Annotated[Path, typer.Argument(help="bundle folder from export-best")],
-    paths: Annotated[list[Path], typer.Argument(help="images or folders of images")],
-    top_k: Annotated[int, typer.Option("--top-k", min=1)] = 3,
-    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    bundle: Annotated[
+        Path, typer.Argument(metavar="BUNDLE", help="bundle folder from export-best")
+    ],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="images or folders of images")
+    ],
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, metavar="K", help="classes per image")
+    ] = 3,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="table, json or csv")
+    ] = "table",
 ) -> None:
     """Predict the species of images with an exported bundle."""
     import csv

@@ -49,7 +49,10 @@ def study_cmd(
     name_or_spec: NameArg,
     opts: Options,
     jobs: Annotated[
-        int, typer.Option(min=1, help="worker processes sharing the study (cores divided)")
+        int,
+        typer.Option(
+            min=1, metavar="INT", help="worker processes sharing the study (cores divided)"
+        ),
     ] = 1,
 ) -> None:
     """Run (or resume) a sub-study and print its summary."""
@@ -256,7 +259,9 @@ def studies_cmd(storage: StorageOpt = None) -> None:
 
 @app.command("show")
 def show_cmd(
-    name: str, storage: StorageOpt = None, top: Annotated[int, typer.Option(min=1)] = 10
+    name: Annotated[str, typer.Argument(metavar="STUDY", help="study name in the storage")],
+    storage: StorageOpt = None,
+    top: Annotated[int, typer.Option(min=1, metavar="INT", help="trials to show")] = 10,
 ) -> None:
     """Show a study's top trials."""
     url = config.resolve_storage(storage)
@@ -284,9 +289,13 @@ def show_cmd(
 
 @app.command("doctor")
 def doctor_cmd(
-    name: Annotated[str | None, typer.Argument(help="a study; default: every study")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="STUDY", help="a study; default: every study")
+    ] = None,
     storage: StorageOpt = None,
-    fix: Annotated[bool, typer.Option(help="mark stale RUNNING trials FAIL (and retry)")] = False,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="mark stale RUNNING trials FAIL (and retry)")
+    ] = False,
     heartbeat_interval: HeartbeatOpt = None,
     grace_period: GraceOpt = None,
 ) -> None:

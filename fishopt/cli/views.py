@@ -14,20 +14,31 @@ from fishopt.cli.common import StorageOpt, app, console, err
 @app.command("dashboard")
 def dashboard_cmd(
     storage: StorageOpt = None,
-    host: Annotated[str, typer.Option(help="address to bind; loopback unless --allow-remote")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8080,
+    host: Annotated[
+        str,
+        typer.Option(metavar="HOST", help="address to bind; loopback unless --allow-remote"),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="0 picks a free port")
+    ] = 8080,
     allow_remote: Annotated[
         bool,
-        typer.Option(help="allow a non-loopback --host (needs a password, see above)"),
+        typer.Option(
+            "--allow-remote", help="allow a non-loopback --host (needs a password, see above)"
+        ),
     ] = False,
     read_only: Annotated[
-        bool, typer.Option(help="refuse every change (deleting, renaming, notes, uploads)")
+        bool,
+        typer.Option(
+            "--read-only", help="refuse every change (deleting, renaming, notes, uploads)"
+        ),
     ] = False,
     artifacts_dir: Annotated[
         Path | None,
-        typer.Option(help=f"artifact store (env {config.ENV_ARTIFACTS}; default beside the db)"),
+        typer.Option(
+            metavar="PATH",
+            help=f"artifact store (env {config.ENV_ARTIFACTS}; default beside the db)",
+        ),
     ] = None,
 ) -> None:
     """Serve optuna-dashboard on fishopt's storage and artifact store.
@@ -70,11 +81,13 @@ def dashboard_cmd(
 
 @app.command("report")
 def report_cmd(
-    studies: Annotated[list[str], typer.Argument(help="study names in the storage")],
+    studies: Annotated[
+        list[str], typer.Argument(metavar="STUDY", help="study names in the storage")
+    ],
     storage: StorageOpt = None,
-    out: Annotated[Path, typer.Option(help="folder for the HTML pages and summary.md")] = Path(
-        "fishopt-report"
-    ),
+    out: Annotated[
+        Path, typer.Option(metavar="PATH", help="folder for the HTML pages and summary.md")
+    ] = Path("fishopt-report"),
 ) -> None:
     """Write a self-contained HTML report and a Markdown summary of one or more studies."""
     from fishopt import report

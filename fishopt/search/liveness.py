@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,9 +49,7 @@ class Running:
 
 def fail_stale(st: optuna.Study) -> None:
     """Fail trials whose worker stopped beating; the storage's retry callback re-queues them."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(st)
+    optuna.storages.fail_stale_trials(st)
 
 
 def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Running]:

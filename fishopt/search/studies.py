@@ -6,7 +6,6 @@ the dashboard notes and the doctor read studies through it without loading a net
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,9 +58,7 @@ def origin_number(trial: optuna.Trial | FrozenTrial) -> int:
         frozen = trial
     else:
         frozen = trial.study._storage.get_trial(trial._trial_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     if retried is not None:
         return int(retried)
     number = frozen.user_attrs.get("retry_of")
