@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import optuna
