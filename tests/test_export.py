@@ -206,8 +206,6 @@ def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
         for _ in range(2)
     ]
     hook = artifacts.keep_best(folder)
-    ctx = SimpleNamespace(in_features=6, n_classes=3)
-    cfg = SimpleNamespace(hidden=(4,), dropout=0.0, batch_norm=False)
     spec = MLPSpec(6, (4,), 3)
     states = []
     for i, value in enumerate([0.5, 0.7, 0.6, 0.9]):
@@ -216,7 +214,7 @@ def test_workers_sharing_a_store_keep_only_the_best(tmp_path: Path) -> None:
         states.append(state)
         worker = workers[i % 2]
         trial = worker.ask()
-        hook(trial, ctx, cfg, SimpleNamespace(state=state, best_valid_f1=value))
+        hook(trial, spec, SimpleNamespace(state=state, best_valid_f1=value))
         worker.tell(trial, value)
     st = workers[0]
     stored = {t.number for t in st.trials if artifacts.ATTR in t.user_attrs}
@@ -241,10 +239,8 @@ def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) 
     st = optuna.create_study(storage=open_storage(url, heartbeat=False))
     trial = st.ask()
     state = build_mlp(MLPSpec(6, (4,), 3)).state_dict()
-    ctx = SimpleNamespace(in_features=6, n_classes=3)
-    cfg = SimpleNamespace(hidden=(4,), dropout=0.0, batch_norm=False)
     with pytest.warns(UserWarning, match="weights not stored"):
-        hook(trial, ctx, cfg, SimpleNamespace(state=state, best_valid_f1=0.5))
+        hook(trial, MLPSpec(6, (4,), 3), SimpleNamespace(state=state, best_valid_f1=0.5))
     st.tell(trial, 0.5)
     [frozen] = st.trials
     assert artifacts.ATTR not in frozen.user_attrs

@@ -160,7 +160,7 @@ def export_best(
     data_flag: str | None = None,
 ) -> Exported:
     """Export a study's best trial as a bundle; returns where it went and its metadata."""
-    st, ctx = open_existing(name, settings, data_flag)
+    st, ctx = open_existing(name, settings, data_flag, check=lambda s: best_trial(s, retrain_model))
     trial = best_trial(st, retrain_model)
     identity = st.user_attrs[studies.ATTR]
     trial_test = {

@@ -108,12 +108,12 @@ def fail_dead(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> bo
 
 
 def _silent_ids(storage: RDBStorage, study_id: int, hb: config.Heartbeat) -> list[int]:
-    """RUNNING trials with no heartbeat row that started long ago (by this machine's clock,
-    the one ``datetime_start`` is written in)."""
+    """RUNNING trials with no heartbeat row that started long ago (Optuna stores the start in
+    UTC, by the clock of the worker that created the trial)."""
     trials, beats = models.TrialModel, models.TrialHeartbeatModel
     with storage.engine.connect() as conn:
         rows = conn.execute(
-            sqlalchemy.select(trials.trial_id, trials.datetime_start)
+            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc)
             .outerjoin(beats, beats.trial_id == trials.trial_id)
             .where(
                 trials.study_id == study_id,
@@ -121,7 +121,7 @@ def _silent_ids(storage: RDBStorage, study_id: int, hb: config.Heartbeat) -> lis
                 beats.trial_heartbeat_id.is_(None),
             )
         ).all()
-    now = dt.datetime.now()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return [
         trial_id
         for trial_id, started in rows

@@ -215,11 +215,22 @@ def run(
         flags.interruptible = False
         _after_interrupt(st, lock, current.get("trial"))
         return Outcome(ran, "interrupted", 128 + (flags.signum or signal.SIGINT))
-    except (liveness.StorageLost, *STORAGE_ERRORS) as exc:
+    except Exception as exc:
+        # Optuna's own error handling can fail in odd ways when the database is gone (its
+        # cleanup reads the trial back); whatever surfaces, a storage that does not answer
+        # now is the cause to report.
+        lost = isinstance(exc, (liveness.StorageLost, *STORAGE_ERRORS)) or not _answers(session)
+        if not lost:
+            raise
         lock.release()
         message = str(exc) if isinstance(exc, liveness.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", liveness.EXIT_STORAGE_LOST)
+
+
+def _answers(session: Session) -> bool:
+    reachable = getattr(session.storage, "reachable", None)
+    return reachable() if reachable is not None else True
 
 
 def _acquire(lock: claim.Lock, patience: float, log: Log) -> None:
@@ -239,7 +250,9 @@ def _acquire(lock: claim.Lock, patience: float, log: Log) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc
+    cause = exc.__cause__ or exc.__context__ or exc
+    while isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
+        cause = cause.__cause__
     text = str(cause).strip().splitlines()
     return (
         f"lost the storage ({text[0] if text else type(cause).__name__}); the running trial "

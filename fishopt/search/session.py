@@ -264,15 +264,21 @@ def open_session(
 
 
 def open_existing(
-    name: str, settings: config.Settings, data_flag: str | None = None
+    name: str,
+    settings: config.Settings,
+    data_flag: str | None = None,
+    check: Callable[[optuna.Study], object] | None = None,
 ) -> tuple[optuna.Study, Context]:
     """A finished or running study and its data, for reading (export): nothing is created.
 
-    The data are the ones the study recorded unless ``data_flag`` says where they moved; data
-    whose fingerprint differs from the study's are refused.
+    ``check`` looks at the study before any data is read (is there anything to export?). The
+    data are the ones the study recorded unless ``data_flag`` says where they moved; data whose
+    fingerprint differs from the study's are refused.
     """
     storage = open_storage(settings.storage, heartbeat=False)
     st = studies.load(name, storage, settings.storage)
+    if check is not None:
+        check(st)
     spec = recorded_spec(st)
     identity = st.user_attrs[studies.ATTR]
     recorded = identity.get("data_source", "")

@@ -109,6 +109,7 @@ class Storage(RDBStorage):
 
     retry_for: float = 0.0  # seconds to retry a call on a dropped connection (0: never)
     on_reconnect: Callable[[str], None] | None = None
+    _down_since: float | None = None  # monotonic time of the first dropped call, until one works
     _beat_ok_at: float | None = None
     _beat_failed_at: float | None = None  # the first failure since the last success
 
@@ -273,28 +274,31 @@ def _retrying(name: str) -> Any:
     def call(self: Storage, *args: Any, **kwargs: Any) -> Any:
         own = Storage.__dict__.get("_own_" + name)
         method = own.__get__(self) if own is not None else getattr(super(Storage, self), name)
-        deadline, first_failure = None, None
+        retried = False
         while True:
             try:
                 result = method(*args, **kwargs)
             except optuna.exceptions.UpdateFinishedTrialError:
-                if first_failure is not None and name == "set_trial_state_values":
+                if retried and name == "set_trial_state_values":
                     return True  # the write that seemed lost had landed before the drop
                 raise
             except Exception as exc:
                 if not _disconnected(exc) or self.retry_for <= 0:
                     raise
                 now = time.monotonic()
-                if first_failure is None:
-                    first_failure, deadline = now, now + self.retry_for
-                if now >= deadline:  # type: ignore[operator]
+                if self._down_since is None:
+                    self._down_since = now
+                # One patience for every call: once it is spent, calls fail at once until
+                # the database answers again, so a worker stops within two intervals.
+                if now >= self._down_since + self.retry_for:
                     raise
+                retried = True
                 time.sleep(0.5)
                 continue
-            if first_failure is not None and self.on_reconnect is not None:
-                self.on_reconnect(
-                    f"reconnected to the storage after {time.monotonic() - first_failure:.1f}s"
-                )
+            if self._down_since is not None:
+                down, self._down_since = time.monotonic() - self._down_since, None
+                if self.on_reconnect is not None:
+                    self.on_reconnect(f"reconnected to the storage after {down:.1f}s")
             return result
 
     call.__name__ = name
