@@ -311,3 +311,18 @@ def test_summary_table_fits_80_columns_with_every_number_readable() -> None:
     for value in re.findall(r"(?:lr|drop)=([0-9.e+-]+)", text):
         mantissa = value.split("e")[0].replace(".", "").lstrip("0")
         assert len(mantissa) <= 3, f"{value}: floats print with 3 significant digits"
+
+
+def test_a_bad_storage_is_reported_before_any_data_is_read(tmp_path: Path, env) -> None:
+    """Opening the storage comes first: no images are generated or decoded for a study that
+    cannot be stored."""
+    cache = tmp_path / "fresh-cache"
+    for command in ("study", "worker"):
+        out = fishopt(
+            command, "optimizers", "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "--data", "synthetic:300", "--cache-dir", str(cache),
+            env=env, cwd=tmp_path, check=False,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert "cannot open storage" in out.stderr and "Traceback" not in out.stderr
+        assert not cache.exists() or not any(cache.rglob("*.png")), "data was made first"

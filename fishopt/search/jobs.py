@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
+import optuna
+
 from fishopt import config
 from fishopt.errors import FishoptError
 from fishopt.search.session import Options
-from fishopt.search.storage import sqlite_warnings
+from fishopt.search.storage import open_storage, sqlite_warnings
 
 Log = Callable[[str], None]
 
@@ -32,6 +34,7 @@ def _child(opts: Options, tag: str) -> None:
     from fishopt.search.loop import run_worker, worker_id
 
     redact.install()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a fresh interpreter: say it again
     ident = worker_id()
 
     def log(message: str) -> None:
@@ -54,6 +57,7 @@ def run_jobs(opts: Options, jobs: int, log: Log) -> int:
             f"--jobs {jobs}: an in-memory SQLite database cannot be shared between processes; "
             "use a file (sqlite:///fishopt.db) or PostgreSQL"
         )
+    open_storage(url, heartbeat=False)  # the tables, made once, before the children race for it
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = replace(opts, storage=url, threads=threads)
     for warning in sqlite_warnings(url, jobs):

@@ -58,7 +58,14 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )
 # Errors from several processes creating the same tables at once; worth another try.
-_TRANSIENT = ("already exists", "duplicate key", "database is locked", "deadlock", "serialize")
+_TRANSIENT = (
+    "already exists",
+    "duplicate key",
+    "unique constraint",
+    "database is locked",
+    "deadlock",
+    "serialize",
+)
 
 
 def engine_kwargs(url: str) -> dict:
