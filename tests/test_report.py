@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from fishopt.cli import app
 from fishopt.report import analyses
+from fishopt.report import tuned as report_tuned
 from fishopt.report.load import load_studies
 
 STUDIES = ["optimizers", "widths", "depth", "full", "optimizers-tuned"]
@@ -57,7 +58,7 @@ def test_optimizer_verdicts_follow_the_data(storage: str):
 
 def test_tuned_analysis_follows_the_data(storage: str):
     d, t = load_studies(storage, ["optimizers", "optimizers-tuned"])
-    a = analyses.analyse_tuned(t.trials, t.spec, d.complete)
+    a = report_tuned.analyse_tuned(t.trials, t.spec, d.complete)
     assert (a.default_best, a.tuned_best) == ("Good", "Bad")
     by = {r.optimizer: r for r in a.rows}
     bad = by["Bad"]
@@ -74,7 +75,7 @@ def test_tuned_analysis_follows_the_data(storage: str):
     assert a.friedman is not None and a.friedman.blocks == 3
     assert not a.friedman.significant  # 3 seeds: Friedman cannot reach p < 0.05 here
     assert a.missing == []
-    text = analyses.tuned_opening(a)
+    text = report_tuned.tuned_opening(a)
     assert text.startswith("At defaults, Good wins")
     assert "Bad wins (0.955" in text and "Tuning bought Bad +0.445 F1" in text
     assert "(it ranked 3 there)" in text and "The data can tell Bad from Good" in text
@@ -82,7 +83,7 @@ def test_tuned_analysis_follows_the_data(storage: str):
 
 def test_partial_tuned_study_says_what_is_missing(storage: str):
     (t,) = load_studies(storage, ["optimizers-tuned-partial"])
-    a = analyses.analyse_tuned(t.trials, t.spec)
+    a = report_tuned.analyse_tuned(t.trials, t.spec)
     assert a.missing == [
         "Same: 3 of 4 search trials finished (1 failed)",
         "Same: 2 of 3 confirm runs finished",
@@ -91,7 +92,7 @@ def test_partial_tuned_study_says_what_is_missing(storage: str):
     ]
     assert {r.optimizer: len(r.confirm) for r in a.rows} == {"Bad": 3, "Good": 3, "Same": 2}
     assert a.friedman is not None and a.friedman.blocks == 2
-    assert a.default_best is None and "At defaults" not in analyses.tuned_opening(a)
+    assert a.default_best is None and "At defaults" not in report_tuned.tuned_opening(a)
 
 
 def test_report_writes_every_page_and_summary(report_dir: Path):

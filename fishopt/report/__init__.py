@@ -12,9 +12,10 @@ from pathlib import Path
 
 from fishopt.errors import FishoptError
 from fishopt.files import write_bytes
+from fishopt.report.comparison import comparison_page, finding
 from fishopt.report.doc import Doc
 from fishopt.report.load import load_studies
-from fishopt.report.pages import comparison_page, finding, study_page
+from fishopt.report.pages import study_page
 
 
 @dataclass(frozen=True)

@@ -1,76 +1,32 @@
-"""What each report page contains, by study kind, and the page comparing several studies."""
+"""What each study's report page contains, by study kind."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import statistics
 from collections.abc import Sequence
 
 from optuna.trial import TrialState
 
 from fishopt.report import plots
 from fishopt.report.analyses import (
-    TUNED,
     analyse_optimizers,
-    analyse_tuned,
     best_of,
     by_optimizer,
     config_rows,
-    defaults_opening,
     history,
     series,
-    tuned_opening,
 )
+from fishopt.report.cells import acc_of, ci, f1_of, held_out, params_text, slug, test_f1_cell
 from fishopt.report.doc import Doc, fmt, fmt_p
 from fishopt.report.load import StudyData
+from fishopt.report.page_tuned import defaults_for, tuned_section
 from fishopt.report.stats import (
-    HeldOutFigures,
-    from_confusion,
-    held_out_figures,
     pareto_front,
     small_test_warning,
     with_interval,
 )
-
-
-def slug(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
-    return "index-study" if s == "index" else s  # index.html is the comparison page
-
-
-def _ci(iv) -> str:
-    if iv.n < 2 or math.isnan(iv.low):
-        return "-"
-    return f"{iv.low:.3f} – {iv.high:.3f}"
-
-
-def _held_out(t) -> HeldOutFigures | None:
-    """Test figures with intervals, from the trial's test confusion matrix (None without one:
-    trials from before fishopt stored it carry only the bare numbers)."""
-    cm = t.user_attrs.get("test_confusion")
-    if not cm:
-        return None
-    true, pred = from_confusion(cm)
-    return held_out_figures(true, pred, len(cm))
-
-
-def _test_f1(t) -> str:
-    """A table cell: test macro-F1 of one trial with its 95% bootstrap interval."""
-    if t is None:
-        return "-"
-    fig = _held_out(t)
-    if fig is None:
-        return fmt(t.user_attrs.get("test_f1", math.nan))
-    return f"{fig.macro_f1:.3f} ({fig.f1_low:.3f}–{fig.f1_high:.3f})"
-
-
-def _params(params: dict) -> str:
-    return ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
-    )
-
+from fishopt.report.tuned import TUNED, defaults_opening
 
 # ------------------------------------------------------------------------------ header
 
@@ -145,8 +101,8 @@ def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> No
                 r.trials,
                 r.best,
                 r.f1.mean,
-                _ci(r.f1),
-                _test_f1(best_of(groups[r.optimizer])),
+                ci(r.f1),
+                test_f1_cell(best_of(groups[r.optimizer])),
                 r.gap,
                 fmt(r.epochs_to_90, 1),
                 fmt(r.epoch_seconds * 1000, 1),
@@ -192,150 +148,6 @@ def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> No
         )
 
 
-# -------------------------------------------------------------------- tuned optimizers
-
-
-def defaults_for(tuned: StudyData, studies: Sequence[StudyData]) -> StudyData | None:
-    """The optimizers-at-defaults study to set beside a tuned one: same data if there is one."""
-    plain = [s for s in studies if s.kind == "optimizers"]
-    fp = tuned.identity.get("data_fingerprint")
-    same = [s for s in plain if s.identity.get("data_fingerprint") == fp]
-    return (same or plain or [None])[0]
-
-
-def _tuned(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
-    tuned_section(doc, s, defaults_for(s, studies))
-
-
-def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
-    """Defaults beside tuned: the opening paragraph, the table, the tests and the figures."""
-    a = analyse_tuned(s.trials, s.spec, d.complete if d else None)
-    doc.heading(f"Optimizers tuned ({s.name})", 2, f"tuned-{slug(s.name)}")
-    doc.para(tuned_opening(a), cls="opening")
-    if d is None:
-        doc.para(
-            "No optimizers study at defaults is in this report: give its name too "
-            "(fishopt report optimizers " + s.name + ") to see what tuning bought."
-        )
-    elif d.identity.get("data_fingerprint") != s.identity.get("data_fingerprint"):
-        doc.para(
-            f"Warning: {d.name} and {s.name} ran on different data; gains are not comparable.",
-            cls="nosig",
-        )
-    if a.missing:
-        doc.heading("Not finished yet", 3)
-        doc.bullets([(m, "nosig") for m in a.missing])
-    doc.para(
-        "Tuned F1 is the mean over the confirm runs (the best search setting re-run with "
-        "fresh seeds, the same seeds for every optimizer), so it is not inflated by picking "
-        "the luckiest search trial. Intervals are 95% percentile bootstrap over seeds; gain = "
-        "tuned minus defaults mean; rank 1 = best mean. p = Welch t-test of the tuned best "
-        "against each other optimizer, Holm-corrected."
-    )
-    cmp = {c.other: c for c in a.comparisons}
-    doc.table(
-        [
-            "optimizer",
-            "defaults F1",
-            "95% CI",
-            "tuned F1",
-            "95% CI",
-            "gain",
-            "rank at defaults",
-            "rank tuned",
-            "search trials",
-            "confirm runs",
-            "p vs tuned best (Holm)",
-        ],
-        [
-            [
-                r.optimizer,
-                r.defaults.mean if r.defaults else math.nan,
-                _ci(r.defaults) if r.defaults else "-",
-                r.tuned.mean,
-                _ci(r.tuned),
-                fmt(r.gain) if math.isnan(r.gain) else f"{r.gain:+.3f}",
-                r.rank_default or "-",
-                r.rank_tuned or "-",
-                f"{r.search_done} / {a.trials_per_optimizer}",
-                f"{len(r.confirm)} / {a.confirm_seeds}",
-                fmt_p(cmp[r.optimizer].p_holm) if r.optimizer in cmp else "-",
-            ]
-            for r in a.rows
-        ],
-        cls="tuned",
-    )
-    doc.heading("Best settings found", 3)
-    doc.table(
-        ["optimizer", "search trial", "best search F1", "parameters"],
-        [
-            [
-                r.optimizer,
-                r.best_trial if r.best_trial is not None else "-",
-                max(r.search_values) if r.search_values else math.nan,
-                _params(r.best_params) or "-",
-            ]
-            for r in a.rows
-        ],
-        cls="settings",
-    )
-    edges = [(f"{r.optimizer}: {e}; widen the range", "nosig") for r in a.rows for e in r.edges]
-    if edges:
-        doc.heading("Best values at the edge of their range", 3)
-        doc.bullets(edges)
-    if a.comparisons:
-        doc.heading(f"Is {a.tuned_best} really better once tuned?", 3)
-        doc.bullets([(c.verdict, "sig" if c.significant else "nosig") for c in a.comparisons])
-    if a.probabilities:
-        doc.heading(f"P({a.tuned_best} > other)", 3)
-        doc.para(
-            "How often the tuned best beats each other optimizer on the same seed "
-            "(Bouthillier et al. 2021), with a 95% percentile bootstrap interval over seeds. "
-            "With a handful of seeds the interval is too narrow to be a test; the verdicts "
-            "above decide."
-        )
-        doc.table(
-            ["other", "seeds", f"P({a.tuned_best} > other)", "95% CI"],
-            [
-                [o, pr.n, pr.p, "-" if math.isnan(pr.low) else f"{pr.low:.2f} – {pr.high:.2f}"]
-                for o, pr in a.probabilities
-            ],
-            cls="prob",
-        )
-    f = a.friedman
-    doc.heading("All optimizers at once: Friedman test over seeds", 3)
-    if f is None:
-        doc.para(
-            "Not testable yet: it needs at least 3 optimizers with confirm runs on at least "
-            "2 common seeds."
-        )
-    else:
-        doc.para(
-            f"Friedman chi-square = {f.statistic:.2f} over {f.blocks} seeds, p = {fmt_p(f.p)}: "
-            + (
-                "the optimizers' ranks differ more than chance would make them."
-                if f.significant
-                else "the ranks could be chance; the data cannot order these optimizers."
-            )
-            + f" Nemenyi critical difference of average ranks: {f.cd:.2f}."
-        )
-        doc.figure(
-            f"cd-{slug(s.name)}",
-            plots.cd_diagram(f),
-            f"Critical-difference diagram: average rank over {f.blocks} seeds (1 = best); "
-            "optimizers joined by a bar are not separated by the Nemenyi test",
-        )
-    doc.figure(
-        f"budget-{slug(s.name)}",
-        plots.budget_curves(a.budget) if a.budget else None,
-        "Budget curve: expected best validation F1 after k search trials, per optimizer "
-        "(Dodge et al. 2019; k trials drawn without replacement from the search, ± sd)",
-    )
-
-
-# ------------------------------------------------------------------- widths and depth
-
-
 def _config_table(doc: Doc, rows) -> None:
     doc.table(
         [
@@ -359,7 +171,7 @@ def _config_table(doc: Doc, rows) -> None:
                 r.trials,
                 r.f1.mean,
                 r.f1.sd,
-                _ci(r.f1),
+                ci(r.f1),
                 r.test_f1,
                 fmt(r.epoch_seconds * 1000, 1),
             ]
@@ -433,11 +245,11 @@ def _general(doc: Doc, s: StudyData) -> None:
         doc.para("No finished trials yet.")
         return
     doc.heading(f"Best trial: #{best.number}", 3)
-    held = _held_out(best)
+    held = held_out(best)
     if held is not None:
         test_rows = [
-            ("test accuracy (Wilson 95% CI)", with_interval(*_acc(held))),
-            ("test macro-F1 (bootstrap 95% CI)", with_interval(*_f1(held))),
+            ("test accuracy (Wilson 95% CI)", with_interval(*acc_of(held))),
+            ("test macro-F1 (bootstrap 95% CI)", with_interval(*f1_of(held))),
             ("test images", held.n),
         ]
     else:
@@ -475,7 +287,7 @@ def _general(doc: Doc, s: StudyData) -> None:
     doc.heading("Top trials", 3)
     doc.table(
         ["trial", "valid F1", "test F1 (95% CI)", "params"],
-        [[t.number, t.value, _test_f1(t), _params(t.params)] for t in top],
+        [[t.number, t.value, test_f1_cell(t), params_text(t.params)] for t in top],
         cls="top",
     )
     doc.figure(
@@ -495,16 +307,12 @@ def _general(doc: Doc, s: StudyData) -> None:
     )
 
 
-def _acc(h: HeldOutFigures) -> tuple[float, float, float]:
-    return h.accuracy, h.accuracy_low, h.accuracy_high
-
-
-def _f1(h: HeldOutFigures) -> tuple[float, float, float]:
-    return h.macro_f1, h.f1_low, h.f1_high
-
-
 def _by_optimizer(s: StudyData) -> dict[str, list]:
     return by_optimizer(s.complete, s.spec)
+
+
+def _tuned(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
+    tuned_section(doc, s, defaults_for(s, studies))
 
 
 KIND_SECTIONS = {
@@ -527,111 +335,4 @@ def study_page(s: StudyData, studies: Sequence[StudyData] = ()) -> Doc:
     if section is not None:
         section(doc, s, studies)
     _general(doc, s)
-    return doc
-
-
-# -------------------------------------------------------------------------- comparison
-
-
-def finding(s: StudyData) -> str:
-    """One sentence per study for the comparison page and the summary."""
-    if not s.complete:
-        return "no finished trials yet"
-    if s.kind == "optimizers":
-        a = analyse_optimizers(s.complete, s.spec)
-        sig = [c.other for c in a.comparisons if c.significant]
-        same = [c.other for c in a.comparisons if not c.significant and not math.isnan(c.p_holm)]
-        untested = [c.other for c in a.comparisons if math.isnan(c.p_holm)]
-        text = f"best mean F1: {a.best} ({a.rows[0].f1.mean:.3f})"
-        if sig:
-            text += f"; significantly better than {', '.join(sig)}"
-        if same:
-            text += f"; the data cannot separate it from {', '.join(same)}"
-        if untested:
-            text += f"; too few repeats to test against {', '.join(untested)}"
-        return text
-    if s.kind == TUNED:
-        a = analyse_tuned(s.trials, s.spec)
-        best = a.tuned_best
-        if best is None:
-            return "no finished confirm runs yet"
-        text = f"best tuned: {best} ({a.rows[0].tuned.mean:.3f} over {a.rows[0].tuned.n} seeds)"
-        if a.comparisons:
-            c = a.comparisons[0]
-            text += "; " + ("separated from" if c.significant else "cannot be told from")
-            text += f" {c.other} (Holm p = {fmt_p(c.p_holm)})"
-        return text + (f"; {len(a.missing)} thing(s) unfinished" if a.missing else "")
-    if s.kind in ("widths", "depth"):
-        rows = config_rows(s.complete)
-        top = max(rows, key=lambda r: r.f1.mean)
-        return f"best mean F1: hidden {top.label} ({top.f1.mean:.3f}, {top.n_params:,} params)"
-    best = best_of(s.complete)
-    return f"best trial #{best.number}: F1 {best.value:.3f} ({_params(best.params)})"
-
-
-def comparison_page(studies: Sequence[StudyData]) -> Doc:
-    doc = Doc("fishopt report", "index")
-    doc.heading("fishopt report", 1)
-    doc.para(
-        f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}. Each has its own page with "
-        "its tables and plots; this page compares them."
-    )
-    doc.raw_html(
-        "<nav>" + "".join(f'<a href="{slug(s.name)}.html">{s.name}</a>' for s in studies) + "</nav>"
-    )
-    rows = []
-    for s in studies:
-        best = best_of(s.complete)
-        secs = [t.user_attrs.get("epoch_seconds") for t in s.complete]
-        secs = [x for x in secs if x is not None]
-        rows.append(
-            [
-                s.name,
-                s.kind,
-                s.count(TrialState.COMPLETE),
-                s.count(TrialState.PRUNED),
-                s.count(TrialState.FAIL),
-                best.value if best else math.nan,
-                _test_f1(best),
-                fmt(statistics.fmean(secs) * 1000, 1) if secs else "-",
-                s.identity.get("data_fingerprint", "-"),
-            ]
-        )
-    doc.heading("Studies side by side", 2, "comparison")
-    doc.table(
-        [
-            "study",
-            "kind",
-            "complete",
-            "pruned",
-            "failed",
-            "best valid F1",
-            "test F1 (best, 95% CI)",
-            "ms / epoch",
-            "data",
-        ],
-        rows,
-        cls="comparison",
-    )
-    fingerprints = {s.identity.get("data_fingerprint") for s in studies}
-    if len(fingerprints) > 1:
-        doc.para(
-            "Warning: these studies were run on different data (see the data column); "
-            "their F1 values are not directly comparable.",
-            cls="nosig",
-        )
-    for tuned in (s for s in studies if s.kind == TUNED):
-        tuned_section(doc, tuned, defaults_for(tuned, studies))
-    doc.heading("Findings", 2)
-    doc.bullets([(f"{s.name}: {finding(s)}", None) for s in studies])
-    for s in studies:
-        if s.spec.get("question"):
-            doc.para(f"{s.name} asks: {s.spec['question']}")
-    doc.figure(
-        "spread",
-        plots.study_spread(
-            [s.name for s in studies], [[t.value for t in s.complete] for s in studies]
-        ),
-        "Validation macro-F1 of every finished trial, per study",
-    )
     return doc

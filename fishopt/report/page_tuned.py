@@ -1,0 +1,149 @@
+"""The tuned optimizer protocol's section: defaults beside tuned, tests, budget curves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from fishopt.report import plots
+from fishopt.report.cells import ci, params_text, slug
+from fishopt.report.doc import Doc, fmt, fmt_p
+from fishopt.report.load import StudyData
+from fishopt.report.tuned import analyse_tuned, tuned_opening
+
+
+def defaults_for(tuned: StudyData, studies: Sequence[StudyData]) -> StudyData | None:
+    """The optimizers-at-defaults study to set beside a tuned one: same data if there is one."""
+    plain = [s for s in studies if s.kind == "optimizers"]
+    fp = tuned.identity.get("data_fingerprint")
+    same = [s for s in plain if s.identity.get("data_fingerprint") == fp]
+    return (same or plain or [None])[0]
+
+
+def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
+    """Defaults beside tuned: the opening paragraph, the table, the tests and the figures."""
+    a = analyse_tuned(s.trials, s.spec, d.complete if d else None)
+    doc.heading(f"Optimizers tuned ({s.name})", 2, f"tuned-{slug(s.name)}")
+    doc.para(tuned_opening(a), cls="opening")
+    if d is None:
+        doc.para(
+            "No optimizers study at defaults is in this report: give its name too "
+            "(fishopt report optimizers " + s.name + ") to see what tuning bought."
+        )
+    elif d.identity.get("data_fingerprint") != s.identity.get("data_fingerprint"):
+        doc.para(
+            f"Warning: {d.name} and {s.name} ran on different data; gains are not comparable.",
+            cls="nosig",
+        )
+    if a.missing:
+        doc.heading("Not finished yet", 3)
+        doc.bullets([(m, "nosig") for m in a.missing])
+    doc.para(
+        "Tuned F1 is the mean over the confirm runs (the best search setting re-run with "
+        "fresh seeds, the same seeds for every optimizer), so it is not inflated by picking "
+        "the luckiest search trial. Intervals are 95% percentile bootstrap over seeds; gain = "
+        "tuned minus defaults mean; rank 1 = best mean. p = Welch t-test of the tuned best "
+        "against each other optimizer, Holm-corrected."
+    )
+    cmp = {c.other: c for c in a.comparisons}
+    doc.table(
+        [
+            "optimizer",
+            "defaults F1",
+            "95% CI",
+            "tuned F1",
+            "95% CI",
+            "gain",
+            "rank at defaults",
+            "rank tuned",
+            "search trials",
+            "confirm runs",
+            "p vs tuned best (Holm)",
+        ],
+        [
+            [
+                r.optimizer,
+                r.defaults.mean if r.defaults else math.nan,
+                ci(r.defaults) if r.defaults else "-",
+                r.tuned.mean,
+                ci(r.tuned),
+                fmt(r.gain) if math.isnan(r.gain) else f"{r.gain:+.3f}",
+                r.rank_default or "-",
+                r.rank_tuned or "-",
+                f"{r.search_done} / {a.trials_per_optimizer}",
+                f"{len(r.confirm)} / {a.confirm_seeds}",
+                fmt_p(cmp[r.optimizer].p_holm) if r.optimizer in cmp else "-",
+            ]
+            for r in a.rows
+        ],
+        cls="tuned",
+    )
+    doc.heading("Best settings found", 3)
+    doc.table(
+        ["optimizer", "search trial", "best search F1", "parameters"],
+        [
+            [
+                r.optimizer,
+                r.best_trial if r.best_trial is not None else "-",
+                max(r.search_values) if r.search_values else math.nan,
+                params_text(r.best_params) or "-",
+            ]
+            for r in a.rows
+        ],
+        cls="settings",
+    )
+    edges = [(f"{r.optimizer}: {e}; widen the range", "nosig") for r in a.rows for e in r.edges]
+    if edges:
+        doc.heading("Best values at the edge of their range", 3)
+        doc.bullets(edges)
+    if a.comparisons:
+        doc.heading(f"Is {a.tuned_best} really better once tuned?", 3)
+        doc.bullets([(c.verdict, "sig" if c.significant else "nosig") for c in a.comparisons])
+    if a.probabilities:
+        doc.heading(f"P({a.tuned_best} > other)", 3)
+        doc.para(
+            "How often the tuned best beats each other optimizer on the same seed "
+            "(Bouthillier et al. 2021), with a 95% percentile bootstrap interval over seeds. "
+            "With a handful of seeds the interval is too narrow to be a test; the verdicts "
+            "above decide."
+        )
+        doc.table(
+            ["other", "seeds", f"P({a.tuned_best} > other)", "95% CI"],
+            [
+                [o, pr.n, pr.p, "-" if math.isnan(pr.low) else f"{pr.low:.2f} – {pr.high:.2f}"]
+                for o, pr in a.probabilities
+            ],
+            cls="prob",
+        )
+    f = a.friedman
+    doc.heading("All optimizers at once: Friedman test over seeds", 3)
+    if f is None:
+        doc.para(
+            "Not testable yet: it needs at least 3 optimizers with confirm runs on at least "
+            "2 common seeds."
+        )
+    else:
+        doc.para(
+            f"Friedman chi-square = {f.statistic:.2f} over {f.blocks} seeds, p = {fmt_p(f.p)}: "
+            + (
+                "the optimizers' ranks differ more than chance would make them."
+                if f.significant
+                else "the ranks could be chance; the data cannot order these optimizers."
+            )
+            + f" Nemenyi critical difference of average ranks: {f.cd:.2f}."
+        )
+        doc.figure(
+            f"cd-{slug(s.name)}",
+            plots.cd_diagram(f),
+            f"Critical-difference diagram: average rank over {f.blocks} seeds (1 = best); "
+            "optimizers joined by a bar are not separated by the Nemenyi test",
+        )
+    doc.figure(
+        f"budget-{slug(s.name)}",
+        plots.budget_curves(a.budget) if a.budget else None,
+        "Budget curve: expected best validation F1 after k search trials, per optimizer "
+        "(Dodge et al. 2019; k trials drawn without replacement from the search, ± sd)",
+    )
+
+
+# ------------------------------------------------------------------- widths and depth
