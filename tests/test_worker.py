@@ -34,7 +34,8 @@ from fishopt import config
 from fishopt.cli import app
 from fishopt.errors import FishoptError
 from fishopt.search import claim
-from fishopt.search.storage import open_storage, sqlite_warnings
+from fishopt.search.sqlite import sqlite_warnings
+from fishopt.search.storage import open_storage
 
 EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
 

@@ -19,8 +19,10 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from fishopt import config
+from fishopt.config import backend
 from fishopt.search import claim, liveness, studies
-from fishopt.search.storage import backend, open_storage, sqlite_warnings
+from fishopt.search.sqlite import sqlite_warnings
+from fishopt.search.storage import open_storage
 
 
 @dataclass

@@ -22,7 +22,8 @@ import optuna
 from fishopt import config
 from fishopt.errors import FishoptError
 from fishopt.search.session import Options
-from fishopt.search.storage import open_storage, sqlite_warnings
+from fishopt.search.sqlite import sqlite_warnings
+from fishopt.search.storage import open_storage
 
 Log = Callable[[str], None]
 

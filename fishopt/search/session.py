@@ -27,7 +27,8 @@ from fishopt.notes import save_study_note
 from fishopt.search import claim, liveness, samplers, studies
 from fishopt.search import spec as specs
 from fishopt.search.objective import Context, make_tensors
-from fishopt.search.storage import Storage, open_storage, sqlite_warnings
+from fishopt.search.sqlite import sqlite_warnings
+from fishopt.search.storage import Storage, open_storage
 from fishopt.training.hardware import set_threads
 
 Log = Callable[[str], None]

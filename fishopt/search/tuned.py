@@ -121,6 +121,78 @@ def edge_warnings(params: Mapping[str, object], space: Mapping[str, Mapping]) ->
     return out
 
 
+# ------------------------------------------------------------------------- the spec table
+
+TUNED_KEYS = {"trials_per_optimizer", "confirm_seeds", "optimizers", "weight_decay"}
+# Searched per optimizer by the tuned protocol, so a tuned spec may not search them itself.
+PER_OPTIMIZER = {"optimizer", "lr", "momentum", "weight_decay"}
+
+
+def parse_tuned(raw: dict, kind: str, space: dict, sampler: dict, pruner: dict, fail: Any) -> dict:
+    """``[tuned]``: only for kind "optimizers-tuned", which always has one (defaults)."""
+    from fishopt.training import optim  # torch: only when a spec is parsed
+
+    table = raw.get("tuned")
+    if kind != KIND:
+        if table is not None:
+            raise fail("tuned", f"only a study of kind {KIND!r} takes a [tuned] table")
+        return {}
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise fail("tuned", "must be a table")
+    unknown = set(table) - TUNED_KEYS
+    if unknown:
+        raise fail(
+            f"tuned.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(TUNED_KEYS))}"
+        )
+    searched = sorted(PER_OPTIMIZER & set(space))
+    if searched:
+        raise fail(
+            f"space.{searched[0]}",
+            "the tuned protocol searches each optimizer's own settings; remove it",
+        )
+    if sampler["name"] not in ("tpe", "random"):
+        raise fail(
+            "sampler.name", "the tuned protocol runs one tpe or random sampler per optimizer"
+        )
+    if pruner["name"] != "none":
+        raise fail(
+            "pruner.name",
+            "the tuned protocol trains every trial to the end; use 'none' "
+            "(a pruner would compare across optimizers)",
+        )
+    if raw.get("repeats", 1) != 1:
+        raise fail(
+            "repeats",
+            "the tuned protocol repeats each optimizer's best setting itself (tuned.confirm_seeds)",
+        )
+
+    def whole(key: str, default: int, low: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise fail(f"tuned.{key}", f"must be an integer >= {low}, got {value!r}")
+        return value
+
+    names = table.get("optimizers", list(SPACES))
+    if not isinstance(names, list) or not names or len(set(names)) != len(names):
+        raise fail("tuned.optimizers", f"must be a list of distinct optimizers, got {names!r}")
+    for name in names:
+        try:
+            optim.check_name(name)
+        except ValueError as exc:
+            raise fail("tuned.optimizers", str(exc)) from None
+    weight_decay = table.get("weight_decay", False)
+    if not isinstance(weight_decay, bool):
+        raise fail("tuned.weight_decay", f"must be true or false, got {weight_decay!r}")
+    return {
+        "trials_per_optimizer": whole("trials_per_optimizer", 12, 1),
+        "confirm_seeds": whole("confirm_seeds", 10, 2),
+        "optimizers": list(names),
+        "weight_decay": weight_decay,
+        "spaces": spaces(names, weight_decay),
+    }
+
+
 # ------------------------------------------------------------------------------- the planner
 
 
