@@ -192,13 +192,21 @@ def _pareto_text(doc: Doc, rows) -> None:
     )
 
 
-def _widths(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
+def _config_intro(doc: Doc, s: StudyData, title: str, anchor: str) -> list:
+    """The heading and table every per-configuration study opens with; its rows."""
     rows = config_rows(s.complete)
-    doc.heading("Width", 2, "widths")
+    doc.heading(title, 2, anchor)
     if not rows:
         doc.para("No finished trials yet.")
-        return
+        return []
     _config_table(doc, rows)
+    return rows
+
+
+def _widths(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
+    rows = _config_intro(doc, s, "Width", "widths")
+    if not rows:
+        return
     groups = series(
         rows, lambda r: f"{r.n_layers} layer{'s' if r.n_layers != 1 else ''}, {r.pattern}"
     )
@@ -216,12 +224,9 @@ def _widths(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
 
 
 def _depth(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
-    rows = config_rows(s.complete)
-    doc.heading("Depth", 2, "depth")
+    rows = _config_intro(doc, s, "Depth", "depth")
     if not rows:
-        doc.para("No finished trials yet.")
         return
-    _config_table(doc, rows)
     doc.figure(
         "f1-depth",
         plots.f1_vs_depth(rows),
