@@ -129,5 +129,5 @@ def test_tuned_study_with_two_jobs_runs_the_whole_protocol(tmp_path: Path) -> No
         by_repeat.setdefault(t.user_attrs["repeat"], set()).add(t.user_attrs["seed"])
     assert all(len(seeds) == 1 for seeds in by_repeat.values()), "paired seeds across optimizers"
     out = w.output()
-    assert "(best setting, seeds)" in out and "Traceback" not in out
+    assert "confirm runs" in out and "Traceback" not in out
     assert sys.executable  # the run above used this interpreter

@@ -179,7 +179,7 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
     title = f"{st.study_name}: validation macro-F1 per {by}"
     if spec.tuned:
         phase = summary.tuned_phase(st.get_trials(deepcopy=False))
-        title += " (best setting, seeds)" if phase == "confirm" else " (search so far)"
+        title += ", confirm runs" if phase == "confirm" else ", search so far"
     if len(groups) > rows:
         title += f" (top {rows} of {len(groups)})"
     table = Table(title=title)
