@@ -115,13 +115,13 @@ def test_edge_warnings_say_which_end() -> None:
 @pytest.mark.slow
 def test_tuned_study_with_two_jobs_runs_the_whole_protocol(tmp_path: Path) -> None:
     spec_file = tmp_path / "small.toml"
-    spec_file.write_text(SMALL)
+    spec_file.write_text(SMALL.replace("trials_per_optimizer = 4", "trials_per_optimizer = 2"))
     url = f"sqlite:///{tmp_path / 't.db'}"
     args = ["study", str(spec_file), "--data", "digits", "--storage", url, "--jobs", "2"]
     w = start([*args, "--cache-dir", str(tmp_path / "cache")], tmp_path / "t.log", env_for(url))
     assert wait_exit([w], timeout=600) == [0], w.output()
     ts = trials(url, "small")
-    assert len(ts) == 21 and all(t.state == TrialState.COMPLETE for t in ts)
+    assert len(ts) == 3 * (2 + 3) and all(t.state == TrialState.COMPLETE for t in ts)
     assert len({t.user_attrs["worker"] for t in ts}) == 2
     confirm = [t for t in ts if t.user_attrs["phase"] == "confirm"]
     by_repeat = {}
