@@ -215,12 +215,7 @@ def tuned_notes(spec: StudySpec, st: optuna.Study) -> list[str]:
     trials = st.get_trials(deepcopy=False)
     lines = []
     for name, space in spec.tuned["spaces"].items():
-        searched = [
-            t
-            for t in trials
-            if t.params.get("optimizer") == name and tuned.phase_of(t) == tuned.SEARCH
-        ]
-        best = studies.best_completed(searched)
+        best = tuned.best_search(trials, name)
         if best is not None:
             lines += [
                 f"warning: {name}'s best {w}; widen the range"

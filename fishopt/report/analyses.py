@@ -25,6 +25,7 @@ from fishopt.report.stats import (
     welch_p,
 )
 from fishopt.search import summary
+from fishopt.search.studies import best_completed
 
 METRICS = ("train_acc", "valid_acc", "train_f1", "valid_f1", "train_loss", "valid_loss")
 
@@ -39,8 +40,8 @@ def history(t: FrozenTrial) -> list[dict]:
 
 
 def best_of(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    done = [t for t in trials if t.value is not None]
-    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+    """The best completed trial (ties: the earliest), as everywhere in fishopt."""
+    return best_completed(trials)
 
 
 # ------------------------------------------------------------------------------- curves

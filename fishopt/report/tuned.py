@@ -17,7 +17,6 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt.report.analyses import (
     Comparison,
     OptimizerAnalysis,
-    best_of,
     by_optimizer,
     compare_to_best,
 )
@@ -31,6 +30,7 @@ from fishopt.report.stats import (
     friedman,
     prob_better,
 )
+from fishopt.search.tuned import best_search
 
 # ------------------------------------------------------------ optimizers, tuned vs defaults
 
@@ -131,7 +131,7 @@ def analyse_tuned(
         ts = by_opt.get(name, [])
         search = [t for t in ts if _phase(t) == "search"]
         done = [t for t in search if _reached(t) is not None]
-        best = best_of([t for t in search if t.state == TrialState.COMPLETE])
+        best = best_search(search, name)
         confirm = {
             int(t.user_attrs.get("repeat", 0)): float(t.value)
             for t in ts

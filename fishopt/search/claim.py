@@ -151,18 +151,18 @@ def spec_budget(
 
 def budget(st: optuna.Study, spec: StudySpec) -> int | None:
     """The global budget: the study's recorded --n-trials, else the spec's, else the grid."""
-    stored = stored_budget(st)
-    if stored is not None:
-        return stored
-    return spec_budget(spec, distinct_grid=distinct_grid(st))
+    from fishopt.search.studies import ATTR
+
+    attrs = st.user_attrs  # one read: this runs before every claim
+    if attrs.get(BUDGET_ATTR) is not None:
+        return int(attrs[BUDGET_ATTR])
+    return spec_budget(spec, distinct_grid=distinct_grid(attrs.get(ATTR, {})))
 
 
 GRID_ATTR = "grid"  # in the study's identity: "distinct" once duplicate grid points are dropped
 
 
-def distinct_grid(st: optuna.Study) -> bool:
-    """Whether the study drops grid points that repeat a network (all studies made since
-    that was added; older ones keep their full grid)."""
-    from fishopt.search.studies import ATTR
-
-    return st.user_attrs.get(ATTR, {}).get(GRID_ATTR) == "distinct"
+def distinct_grid(identity: dict) -> bool:
+    """Whether a study (its identity) drops grid points that repeat a network: all studies
+    made since that was added; older ones keep their full grid."""
+    return identity.get(GRID_ATTR) == "distinct"

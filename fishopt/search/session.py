@@ -218,7 +218,7 @@ def open_study(ctx: Context, storage: Storage, name: str, distributed: bool = Tr
             f"study {name!r} was run with a different spec or split (epochs, seed, space, "
             f"sampler...); use a new study name, e.g. --name {name}-2"
         )
-    if stored.get(claim.GRID_ATTR) != "distinct" and ctx.spec.sampler["name"] == "grid":
+    if not claim.distinct_grid(stored) and ctx.spec.sampler["name"] == "grid":
         # Made before duplicate grid points were dropped: its trials recorded full-grid ids.
         study.sampler = samplers.make_sampler(ctx.spec, distributed, distinct_grid=False)
     return study

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -25,7 +25,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search.studies import FINISHED
+from fishopt.search.studies import FINISHED, best_completed
 
 KIND = "optimizers-tuned"
 SEARCH, CONFIRM = "search", "confirm"
@@ -211,11 +211,7 @@ def plan(study: optuna.Study, tuned: dict, trials: Sequence[FrozenTrial]) -> boo
         confirms = [t for t in mine if phase_of(t) == CONFIRM]
         done = [t for t in searched if t.state in FINISHED]
         if len(done) >= k and not confirms:
-            best = max(
-                (t for t in done if t.state == TrialState.COMPLETE and t.value is not None),
-                key=lambda t: float(t.value),  # type: ignore[arg-type]
-                default=None,
-            )
+            best = best_search(mine, name)
             if best is None:
                 continue  # every search trial pruned: nothing to confirm
             for repeat in range(r):
@@ -238,6 +234,13 @@ def plan(study: optuna.Study, tuned: dict, trials: Sequence[FrozenTrial]) -> boo
         return False
     study.enqueue_trial({"optimizer": name}, user_attrs={"phase": SEARCH})
     return True
+
+
+def best_search(trials: Iterable[FrozenTrial], optimizer: str) -> FrozenTrial | None:
+    """An optimizer's best completed search trial: the setting its confirm runs re-run."""
+    return best_completed(
+        t for t in trials if t.params.get("optimizer") == optimizer and phase_of(t) == SEARCH
+    )
 
 
 def _queued_optimizer(t: FrozenTrial) -> str | None:
