@@ -5,13 +5,15 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from fishopt import config, data
 from fishopt.errors import FishoptError
-from fishopt.search import spec
-from fishopt.search.session import build_context
+from fishopt.search import loop, spec
+from fishopt.search.session import Options, build_context, open_session
 
 
 def test_specs_keep_the_fingerprints_studies_were_stored_with() -> None:
@@ -59,3 +61,37 @@ def test_split_by_original_needs_data_that_names_originals(tmp_path: Path) -> No
         build_context(_digits_spec(split_by="original"), data.parse_source("digits"), settings)
     with pytest.raises(FishoptError, match="split_by"):
         _digits_spec(split_by="by-class")
+
+
+class _PruneAllButTrialZero(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return trial.number != 0
+
+
+def test_re_evaluations_of_a_completed_configuration_are_never_pruned(tmp_path: Path) -> None:
+    """Repeats measure a configuration that already survived the pruner; pruned on one noisy
+    epoch they would leave it without the seeds a study declares its best by."""
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'kind = "custom"\nepochs = 2\nseed = 0\nn_trials = 4\nrepeats = 3\n'
+        "split = [0.7, 0.2, 0.1]\n"
+        '[sampler]\nname = "random"\n[pruner]\nname = "median"\n[fixed]\nhidden = [8]\n'
+        "[space]\nlr = { low = 1e-3, high = 1e-1, log = true }\n"
+    )
+    opts = Options(
+        study=str(path),
+        data="digits",
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        cache_dir=tmp_path / "cache",
+        artifacts_dir=tmp_path / "artifacts",
+        threads=1,
+    )
+    session = open_session(opts, distributed=False)
+    session.study.pruner = _PruneAllButTrialZero()
+    loop.run(session, flags=loop.Flags(), log=lambda _m: None)
+    trials = session.study.get_trials(deepcopy=False)
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    fresh = [t for t in trials if t.number != 0 and "repeat_of" not in t.user_attrs]
+    assert [t.user_attrs["repeat"] for t in repeats] == [1, 2]
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["epochs_run"] == 2 for t in repeats)
+    assert fresh and all(t.state == TrialState.PRUNED for t in fresh)  # the pruner was at work

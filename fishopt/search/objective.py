@@ -124,6 +124,10 @@ def objective(
             trial._trial_id
         )
         cfg = space.suggest(trial, spec)
+        # A re-evaluation (a completed configuration queued again with another seed) runs to
+        # the end: it measures a configuration that already survived the pruner, and pruning
+        # it on one noisy epoch would leave that configuration without its repeats.
+        prune_this = prunes and "repeat_of" not in frozen.user_attrs
         model_spec = cfg.mlp(ctx.in_features, ctx.n_classes)
         if frozen.user_attrs.get("phase") == CONFIRM:  # paired: the r-th seed of every optimizer
             seed = confirm_seed(spec.seed, int(frozen.user_attrs.get("repeat", 0)))
@@ -150,7 +154,7 @@ def objective(
                 check_alive()
             history.append(epoch)
             trial.report(epoch.valid_f1, epoch.epoch)
-            if prunes and math.isfinite(epoch.train_loss) and trial.should_prune():
+            if prune_this and math.isfinite(epoch.train_loss) and trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {epoch.epoch}: valid F1 {epoch.valid_f1:.3f}")
 
         config = TrainConfig(

@@ -9,18 +9,25 @@ trial failed after the grace period and re-run by another worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.distributions import (
+    BaseDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+)
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from fishopt import config
 from fishopt.config import backend, mask_url
 from fishopt.errors import FishoptError
+from fishopt.search.owned import Owned
 from fishopt.search.sqlite import (
     SQLITE_BUSY_TIMEOUT,
     local_sqlite,
@@ -63,6 +71,22 @@ def engine_kwargs(url: str) -> dict:
     return {"pool_pre_ping": True, "pool_recycle": 1800}
 
 
+@functools.cache
+def _upsert(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...], *updates: str) -> Any:
+    """A prebuilt ``INSERT ... ON CONFLICT (keys) DO UPDATE`` run with parameters: building
+    the statement (``excluded`` makes a table alias) cost more than running it."""
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
+    assign = {c: stmt.excluded[c] for c in updates} or {"heartbeat": sqlalchemy.func.now()}
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=assign)
+
+
+_STATE = sqlalchemy.select(models.TrialModel.state).where(
+    models.TrialModel.trial_id == sqlalchemy.bindparam("trial_id")
+)
+_INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
+FAST = ("sqlite", "postgresql")  # dialects with the upserts these statements use
+
+
 class Storage(RDBStorage):
     """Optuna's RDB storage plus two things a worker needs.
 
@@ -80,16 +104,6 @@ class Storage(RDBStorage):
     _beat_ok_at: float | None = None
     _beat_failed_at: float | None = None  # the first failure since the last success
 
-    def record_heartbeat(self, trial_id: int) -> None:
-        try:
-            super().record_heartbeat(trial_id)
-        except Exception:  # the database is gone: remember it, keep beating
-            if self._beat_failed_at is None:
-                self._beat_failed_at = time.monotonic()
-            return
-        self._beat_ok_at = time.monotonic()
-        self._beat_failed_at = None
-
     def heartbeat_failing_since(self) -> float | None:
         """``time.monotonic()`` of the first failed beat since the last good one, or None."""
         return self._beat_failed_at
@@ -104,41 +118,224 @@ class Storage(RDBStorage):
         self._beat_failed_at = None
         return True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._owned = Owned()  # this process's trials: read back without a query
+        super().__init__(*args, **kwargs)
+
+    # ---------------------------------------------------------------------------- writes
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        self._owned.started(trial)
+        return trial
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+        previous_distribution: BaseDistribution | None,
+    ) -> None:
+        """A state check and an insert, built once (Optuna: the trial loaded through the ORM).
+        Optuna's trial cache passes the distribution it knows; without one Optuna's own
+        lookup checks that the parameter keeps a compatible distribution across the study."""
+        if self.engine.name not in FAST or previous_distribution is None:
+            super()._set_trial_param(
+                trial_id, param_name, param_value_internal, distribution, previous_distribution
+            )
+        else:
+            check_distribution_compatibility(previous_distribution, distribution)
+            row = {
+                "trial_id": trial_id,
+                "param_name": param_name,
+                "param_value": param_value_internal,
+                "distribution_json": distribution_to_json(distribution),
+            }
+            with _create_scoped_session(self.scoped_session, True) as session:
+                self._check_running(session, trial_id)
+                session.execute(_INSERT_PARAM, row)
+        self._owned.param(trial_id, param_name, param_value_internal, distribution)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """Optuna's write in three statements (a locked read, a value upsert, the update)
+        instead of four; the end times it stores are kept with this process's copy, so the
+        reads that follow a trial's end need no query."""
+        if self.engine.name not in FAST:
+            self._owned.drop(trial_id)
+            return super().set_trial_state_values(trial_id, state, values)
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                self.check_trial_is_updatable(trial_id, trial.state)
+                if values is not None:
+                    self._upsert_values(session, trial_id, values)
+                if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                    return False
+                trial.state = state
+                if state == TrialState.RUNNING:
+                    trial.datetime_start = datetime.now()
+                if state.is_finished():
+                    trial.datetime_complete = datetime.now()
+                start, complete = trial.datetime_start, trial.datetime_complete
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._owned.drop(trial_id)  # finished by another worker: read it from now on
+            raise
+        except sqlalchemy.exc.IntegrityError:
+            return False
+        except Exception:
+            self._owned.drop(trial_id)  # the write may have landed: read it from now on
+            raise
+        if state == TrialState.RUNNING:
+            self._owned.claim(trial_id)
+        elif state.is_finished():
+            stored = [float(v) for v in values] if values is not None else None
+            self._owned.finish(trial_id, state, stored, start, complete)
+        return True
+
+    def _upsert_values(self, session: Any, trial_id: int, values: Sequence[float]) -> None:
+        model = models.TrialValueModel
+        rows = []
+        for objective, v in enumerate(values):
+            stored, kind = model.value_to_stored_repr(v)
+            rows.append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+            )
+        table = model.__table__
+        stmt = _upsert(self.engine.name, table, ("trial_id", "objective"), "value", "value_type")
+        session.execute(stmt, rows)
+
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         """One state check and one upsert per report (Optuna: a lookup of the step, then an
         insert or an update): a study reports every epoch, and epochs can be fractions of a
         second."""
-        if self.engine.name not in ("sqlite", "postgresql"):
+        if self.engine.name not in FAST:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+            self._owned.intermediate(trial_id, step, intermediate_value)
             return
         model = models.TrialIntermediateValueModel
         stored, kind = model.intermediate_value_to_stored_repr(intermediate_value)
-        insert = (sqlite_insert if self.engine.name == "sqlite" else pg_insert)(model)
-        stmt = insert.values(
-            trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[model.trial_id, model.step],
-            set_={
-                "intermediate_value": stmt.excluded.intermediate_value,
-                "intermediate_value_type": stmt.excluded.intermediate_value_type,
-            },
+        row = {
+            "trial_id": trial_id,
+            "step": step,
+            "intermediate_value": stored,
+            "intermediate_value_type": kind,
+        }
+        stmt = _upsert(
+            self.engine.name,
+            model.__table__,
+            ("trial_id", "step"),
+            "intermediate_value",
+            "intermediate_value_type",
         )
         with _create_scoped_session(self.scoped_session) as session:
             self._check_running(session, trial_id)
-            session.execute(stmt)
+            session.execute(stmt, row)
+        self._owned.intermediate(trial_id, step, intermediate_value)
 
-    def get_trial(self, trial_id: int) -> optuna.trial.FrozenTrial:
-        """One trial in three queries instead of six: the small one-to-many tables (params,
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_user_attr(trial_id, key, value)
+        self._owned.user_attrs(trial_id, {key: value})
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_system_attr(trial_id, key, value)
+        self._owned.system_attr(trial_id, key, value)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self._beat(trial_id)
+        except Exception:  # the database is gone: remember it, keep beating
+            if self._beat_failed_at is None:
+                self._beat_failed_at = time.monotonic()
+            return
+        self._beat_ok_at = time.monotonic()
+        self._beat_failed_at = None
+
+    def _beat(self, trial_id: int) -> None:
+        """One upsert (Optuna: a lookup, then an insert or a locked re-read and an update)."""
+        if self.engine.name not in FAST:
+            super().record_heartbeat(trial_id)
+            return
+        stmt = _upsert(self.engine.name, models.TrialHeartbeatModel.__table__, ("trial_id",))
+        with _create_scoped_session(self.scoped_session, True) as session:
+            session.execute(stmt, {"trial_id": trial_id})
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """This process's trial from memory; any other in three queries instead of six."""
+        own = self._owned.get(trial_id)
+        if own is not None:
+            return own
+        trials = self._load(models.TrialModel.trial_id == trial_id)
+        if not trials:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")
+        self._owned.read(trials[0])
+        return trials[0]
+
+    def _get_trials(
+        self,
+        study_id: int,
+        states: Container[TrialState] | None,
+        included_trial_ids: set[int],
+        trial_id_greater_than: int,
+    ) -> list[FrozenTrial]:
+        """What Optuna's trial cache asks for (trials newer than it has, and the unfinished
+        ones it has), with this process's own trials taken from memory: a sampler or pruner
+        call that finds nothing new costs one query, not seven."""
+        trial = models.TrialModel
+        included = {t for t in included_trial_ids if t <= trial_id_greater_than}
+        scope = trial.trial_id > trial_id_greater_than
+        if included:
+            scope = sqlalchemy.or_(scope, trial.trial_id.in_(included))
+
+        def in_scope(tid: int) -> bool:
+            return tid > trial_id_greater_than or tid in included
+
+        running = {t for t in self._owned.running_ids() if in_scope(t)}
+        finished = {t for t in self._owned.finished_ids() if in_scope(t)}
+        # A finished trial does not change; a running one only if another worker failed it.
+        kept = sqlalchemy.or_(
+            trial.trial_id.in_(finished),
+            sqlalchemy.and_(trial.trial_id.in_(running), trial.state == TrialState.RUNNING),
+        )
+        where = [trial.study_id == study_id, scope]
+        if running or finished:
+            where.append(sqlalchemy.not_(kept))
+        if states is not None:
+            where.append(trial.state.in_(list(states)))  # type: ignore[arg-type]
+        # Most calls find nothing new: ask with a plain query first, load with the ORM after.
+        with _create_scoped_session(self.scoped_session) as session:
+            found = session.execute(sqlalchemy.select(trial.trial_id).where(*where).limit(1))
+            anything = found.first() is not None
+        loaded = self._load(*where) if anything else []
+        for t in loaded:
+            self._owned.read(t)
+        ids = {t._trial_id for t in loaded}
+        mine = [
+            own
+            for tid in sorted((running & self._owned.running_ids()) | finished)
+            if tid not in ids
+            and (own := self._owned.get(tid)) is not None
+            and (states is None or own.state in states)
+        ]
+        self._owned.served(t._trial_id for t in mine if t.state.is_finished())
+        return sorted(loaded + mine, key=lambda t: t._trial_id)
+
+    def _load(self, *where: Any) -> list[FrozenTrial]:
+        """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
         values, system attributes) joined to the trial, the two that grow with it (user
-        attributes, per-epoch values) each in one more query. Optuna reads a trial three
-        times per trial it runs."""
+        attributes, per-epoch values) each in one more query when any trial matches."""
         trial = models.TrialModel
         query = (
             sqlalchemy.select(trial)
-            .where(trial.trial_id == trial_id)
+            .where(*where)
             .options(
                 orm.joinedload(trial.params),  # type: ignore[attr-defined]
                 orm.joinedload(trial.values),  # type: ignore[attr-defined]
@@ -146,17 +343,41 @@ class Storage(RDBStorage):
                 orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
                 orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
             )
+            .order_by(trial.trial_id)
         )
         with _create_scoped_session(self.scoped_session) as session:
-            model = session.execute(query).unique().scalar_one_or_none()
-            if model is None:
-                raise KeyError(f"No trial with trial_id {trial_id} exists.")
-            return self._build_frozen_trial_from_trial_model(model)
+            models_ = session.execute(query).unique().scalars().all()
+            return [self._build_frozen_trial_from_trial_model(m) for m in models_]
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """One query (Optuna: the database clock, then the running trials and their beats);
+        Optuna asks before every trial."""
+        assert self.heartbeat_interval is not None
+        period = self.grace_period
+        grace = timedelta(seconds=2 * self.heartbeat_interval if period is None else period)
+        trial, beat = models.TrialModel, models.TrialHeartbeatModel
+        with _create_scoped_session(self.scoped_session, True) as session:
+            rows = session.execute(
+                sqlalchemy.select(trial.trial_id, beat.heartbeat, sqlalchemy.func.now())
+                .join(beat, beat.trial_id == trial.trial_id)
+                .where(trial.study_id == study_id, trial.state == TrialState.RUNNING)
+            ).all()
+        # As Optuna: naive times, since PostgreSQL's clock is time zone aware and SQLite's not.
+        return [tid for tid, at, now in rows if now.replace(tzinfo=None) - at > grace]
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        """One query (Optuna: the study, then its attributes); the budget is read per claim."""
+        model = models.StudyUserAttributeModel
+        with _create_scoped_session(self.scoped_session) as session:
+            rows = session.execute(
+                sqlalchemy.select(model.key, model.value_json).where(model.study_id == study_id)
+            ).all()
+            if not rows:
+                models.StudyModel.find_or_raise_by_id(study_id, session)
+        return {key: json.loads(value) for key, value in rows}
 
     def _check_running(self, session: Any, trial_id: int) -> None:
-        state = session.execute(
-            sqlalchemy.select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
-        ).scalar()
+        state = session.execute(_STATE, {"trial_id": trial_id}).scalar()
         if state is None:
             raise KeyError(f"no trial with trial_id {trial_id}")
         self.check_trial_is_updatable(trial_id, state)
@@ -192,18 +413,15 @@ class Storage(RDBStorage):
         ]
         with _create_scoped_session(self.scoped_session) as session:
             self._check_running(session, trial_id)
-            if self.engine.name in ("sqlite", "postgresql"):
-                insert = (sqlite_insert if self.engine.name == "sqlite" else pg_insert)(model)
-                stmt = insert.values(rows)
+            if self.engine.name in FAST:
+                table = model.__table__
                 session.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[model.trial_id, model.key],
-                        set_={"value_json": stmt.excluded.value_json},
-                    )
+                    _upsert(self.engine.name, table, ("trial_id", "key"), "value_json"), rows
                 )
             else:
                 for k, v in attrs.items():
                     self._set_trial_attr_without_commit(session, model, trial_id, k, v)
+        self._owned.user_attrs(trial_id, attrs)
 
 
 # The storage calls a worker makes while it runs trials; a dropped connection is retried in
