@@ -87,6 +87,50 @@ _INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
 FAST = ("sqlite", "postgresql")  # dialects with the upserts these statements use
 
 
+def _loading(where: Any) -> Any:
+    """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
+    values, system attributes) joined to the trial, the two that grow with it (user
+    attributes, per-epoch values) each in one more query when any trial matches."""
+    orm.configure_mappers()  # the relationships below are Optuna's backrefs, made on configure
+    trial = models.TrialModel
+    return (
+        sqlalchemy.select(trial)
+        .where(where)
+        .options(
+            orm.joinedload(trial.params),  # type: ignore[attr-defined]
+            orm.joinedload(trial.values),  # type: ignore[attr-defined]
+            orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
+            orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
+            orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
+        )
+        .order_by(trial.trial_id)
+    )
+
+
+_T = models.TrialModel
+# What Optuna's trial cache asks for, less the trials this process keeps: a finished one does
+# not change; a running one only if another worker failed it.
+_NEW = sqlalchemy.and_(
+    _T.study_id == sqlalchemy.bindparam("study_id"),
+    sqlalchemy.or_(
+        _T.trial_id > sqlalchemy.bindparam("after"),
+        _T.trial_id.in_(sqlalchemy.bindparam("unfinished", expanding=True)),
+    ),
+    sqlalchemy.not_(
+        sqlalchemy.or_(
+            _T.trial_id.in_(sqlalchemy.bindparam("finished", expanding=True)),
+            sqlalchemy.and_(
+                _T.trial_id.in_(sqlalchemy.bindparam("running", expanding=True)),
+                _T.state == TrialState.RUNNING,
+            ),
+        )
+    ),
+)
+_ANY_NEW = sqlalchemy.select(_T.trial_id).where(_NEW).limit(1)
+_LOAD_NEW = _loading(_NEW)
+_LOAD_ONE = _loading(_T.trial_id == sqlalchemy.bindparam("trial_id"))
+
+
 class Storage(RDBStorage):
     """Optuna's RDB storage plus two things a worker needs.
 
@@ -273,7 +317,7 @@ class Storage(RDBStorage):
         own = self._owned.get(trial_id)
         if own is not None:
             return own
-        trials = self._load(models.TrialModel.trial_id == trial_id)
+        trials = self._load(_LOAD_ONE, {"trial_id": trial_id})
         if not trials:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
         self._owned.read(trials[0])
@@ -289,68 +333,44 @@ class Storage(RDBStorage):
         """What Optuna's trial cache asks for (trials newer than it has, and the unfinished
         ones it has), with this process's own trials taken from memory: a sampler or pruner
         call that finds nothing new costs one query, not seven."""
-        trial = models.TrialModel
-        included = {t for t in included_trial_ids if t <= trial_id_greater_than}
-        scope = trial.trial_id > trial_id_greater_than
-        if included:
-            scope = sqlalchemy.or_(scope, trial.trial_id.in_(included))
+        after = trial_id_greater_than
+        unfinished = {t for t in included_trial_ids if t <= after}
 
         def in_scope(tid: int) -> bool:
-            return tid > trial_id_greater_than or tid in included
+            return tid > after or tid in unfinished
 
         running = {t for t in self._owned.running_ids() if in_scope(t)}
         finished = {t for t in self._owned.finished_ids() if in_scope(t)}
-        # A finished trial does not change; a running one only if another worker failed it.
-        kept = sqlalchemy.or_(
-            trial.trial_id.in_(finished),
-            sqlalchemy.and_(trial.trial_id.in_(running), trial.state == TrialState.RUNNING),
-        )
-        where = [trial.study_id == study_id, scope]
-        if running or finished:
-            where.append(sqlalchemy.not_(kept))
-        if states is not None:
-            where.append(trial.state.in_(list(states)))  # type: ignore[arg-type]
+        params = {
+            "study_id": study_id,
+            "after": after,
+            "unfinished": sorted(unfinished),
+            "finished": sorted(finished),
+            "running": sorted(running),
+        }
         # Most calls find nothing new: ask with a plain query first, load with the ORM after.
         with _create_scoped_session(self.scoped_session) as session:
-            found = session.execute(sqlalchemy.select(trial.trial_id).where(*where).limit(1))
-            anything = found.first() is not None
-        loaded = self._load(*where) if anything else []
+            anything = session.execute(_ANY_NEW, params).first() is not None
+        loaded = self._load(_LOAD_NEW, params) if anything else []
         for t in loaded:
             self._owned.read(t)
         ids = {t._trial_id for t in loaded}
         mine = [
             own
             for tid in sorted((running & self._owned.running_ids()) | finished)
-            if tid not in ids
-            and (own := self._owned.get(tid)) is not None
-            and (states is None or own.state in states)
+            if tid not in ids and (own := self._owned.get(tid)) is not None
         ]
         self._owned.served(t._trial_id for t in mine if t.state.is_finished())
-        return sorted(loaded + mine, key=lambda t: t._trial_id)
+        trials = sorted(loaded + mine, key=lambda t: t._trial_id)
+        return trials if states is None else [t for t in trials if t.state in states]
 
-    def _load(self, *where: Any) -> list[FrozenTrial]:
-        """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
-        values, system attributes) joined to the trial, the two that grow with it (user
-        attributes, per-epoch values) each in one more query when any trial matches."""
-        trial = models.TrialModel
-        query = (
-            sqlalchemy.select(trial)
-            .where(*where)
-            .options(
-                orm.joinedload(trial.params),  # type: ignore[attr-defined]
-                orm.joinedload(trial.values),  # type: ignore[attr-defined]
-                orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
-                orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
-                orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
-            )
-            .order_by(trial.trial_id)
-        )
+    def _load(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
         with _create_scoped_session(self.scoped_session) as session:
-            models_ = session.execute(query).unique().scalars().all()
-            return [self._build_frozen_trial_from_trial_model(m) for m in models_]
+            found = session.execute(query, params).unique().scalars().all()
+            return [self._build_frozen_trial_from_trial_model(m) for m in found]
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        """One query (Optuna: the database clock, then the running trials and their beats);
+        """One query (Optuna: the database clock, then the running trials, then their beats);
         Optuna asks before every trial."""
         assert self.heartbeat_interval is not None
         period = self.grace_period
