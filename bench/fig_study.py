@@ -180,13 +180,14 @@ def _arm_result(run: StudyRun, truth: dict[str, float], target: float) -> tuple[
     return since is not None, since
 
 
-def _grid_single_passes(grid: StudyRun, truth: dict[str, float], target: float) -> list[bool]:
-    """Each repeat of the grid taken alone (one seed per point, best single trial declared)."""
+def _grid_single_passes(grid: StudyRun, truth: dict[str, float]) -> list[float]:
+    """Each repeat of the grid taken alone (one seed per point, best single trial declared):
+    the reference mean of the configuration it declares."""
     out = []
     for r in range(grid.spec.repeats):
         one = [t for t in grid.trials if t.params.get("repeat", 0) == r and t.value is not None]
         best = max(one, key=lambda t: (t.value, -t.number))
-        out.append(truth[summary.group_key(best, False)] >= target)
+        out.append(truth[summary.group_key(best, False)])
     return out
 
 
@@ -208,6 +209,7 @@ def figure4(
     spent: dict[str, list[int]] = {a: [] for a in SEARCH_ARMS}
     reach: dict[str, list[int]] = {a: [] for a in SEARCH_ARMS}
     grid_hits: list[bool] = []
+    regret: dict[str, list[float]] = {a: [] for a in (*SEARCH_ARMS, "one-seed grid")}
     reference = 0
     for s in range(seeds):
         runs = {}
@@ -220,8 +222,10 @@ def figure4(
         target = best - TARGET_GAP
         one_pass = grid.epochs // grid.spec.repeats
         reference = grid.epochs
-        passes = _grid_single_passes(grid, truth, target)
+        declared = _grid_single_passes(grid, truth)
+        passes = [v >= target for v in declared]
         grid_hits += passes
+        regret["one-seed grid"] += [best - v for v in declared]
         near = sum(v >= target for v in truth.values())
         rows.append(
             f"seed {s}: best configuration mean {best:.4f} over {grid.spec.repeats} seeds; "
@@ -235,6 +239,7 @@ def figure4(
             key = declared_best(run.spec, run.trials)
             hits[name].append(ok)
             spent[name].append(run.epochs)
+            regret[name].append(best - truth.get(key or "", 0.0))
             if since is not None:
                 reach[name].append(since)
             pruned = sum(t.state == TrialState.PRUNED for t in run.trials)
@@ -262,6 +267,9 @@ def figure4(
         "median epochs until every later declaration was within target (successes only)": "; ".join(
             f"{a} {statistics.median(reach[a]):.0f}" if reach[a] else f"{a} -" for a in SEARCH_ARMS
         ),
+        "median shortfall of the declared configuration's mean from the best mean (F1)": "; ".join(
+            f"{a} {statistics.median(v):.3f}" for a, v in regret.items()
+        ),
         "epochs per trial": epochs or "as in the specs (8)",
     }
     fig.note = (
@@ -276,49 +284,65 @@ def figure4(
 
 
 def figure5(
-    root: Path, cache_dir: Path, scratch: Path, rounds: int, n_trials: int, workers: int
+    root: Path,
+    cache_dir: Path,
+    scratch: Path,
+    rounds: int,
+    n_trials: int,
+    workers: int,
+    epochs: int | None = None,
+    number: str = "5",
+    target: float = 0.85,
 ) -> Figure:
+    """Share of the machine spent training in a study of cheap trials (TPE, median pruner).
+
+    ``workers`` processes x 1 thread share one SQLite study; ``epochs`` overrides the spec's 3
+    to make longer trials (the issue's "trials of 0.3 s in one process").
+    """
+    length = f"{epochs} epochs" if epochs else "3 epochs"
     fig = Figure(
-        "5",
-        f"study overhead: time in training loops / (wall x cores), {n_trials} cheap trials",
+        number,
+        f"study overhead: time in training loops / (wall x cores), {n_trials} cheap trials "
+        f"({length}), {workers} worker(s)",
         "seconds inside train() epoch loops, summed over trials",
-        f"wall seconds x {workers} cores ({workers} workers x 1 thread, one SQLite study)",
+        f"wall seconds x {workers} cores ({workers} worker(s) x 1 thread, one SQLite study)",
         "seconds",
-        0.9,
-        ">= 0.9",
+        target,
+        f">= {target}",
     )
-    per_trial = []
+    per_trial, train_per_trial = [], []
     for r in range(rounds):
-        url = f"sqlite:///{scratch / f'overhead-{r}.db'}"
-        wall, trials = run_parallel(
-            Job("overhead", root, cache_dir, url, "overhead", n_trials), workers, 1
-        )
+        url = f"sqlite:///{scratch / f'overhead-{number}-{r}.db'}"
+        job = Job("overhead", root, cache_dir, url, "overhead", n_trials, epochs=epochs)
+        wall, trials = run_parallel(job, workers, 1)
         inside = _train_seconds(trials)
         fig.add(inside, wall * workers)
-        per_trial.append(wall * workers / max(len(trials), 1))
+        per_trial.append((wall * workers - inside) / max(len(trials), 1))
+        train_per_trial.append(inside / max(len(trials), 1))
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
         print(
             f"  round {r + 1}/{rounds}: {len(trials)} trials ({pruned} pruned) in {wall:.1f}s, "
             f"train {inside:.1f}s -> {fig.ratios[-1]:.3f}"
         )
-    bound = _in_memory_bound(root, cache_dir, n_trials)
+    bound = _in_memory_bound(root, cache_dir, n_trials, epochs)
     fig.extra = {
-        "core-seconds per trial, median": f"{statistics.median(per_trial):.3f}",
+        "training seconds per trial, median": f"{statistics.median(train_per_trial):.3f}",
+        "core-seconds per trial outside training, median": f"{statistics.median(per_trial):.3f}",
         "storage": "SQLite file (WAL), shared by the workers",
         "same study, 1 process, Optuna InMemoryStorage (what storage round-trips cost)": bound,
     }
     return fig
 
 
-def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int) -> str:
+def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, epochs: int | None) -> str:
     """The same study in one process on InMemoryStorage: the overhead left without a database."""
     quiet()
     _start_up()
-    job = Job("overhead", root, cache_dir, "sqlite:///:memory:", "bound", n_trials)
-    opts = job.options()
+    job = Job("overhead", root, cache_dir, "sqlite:///:memory:", "bound", n_trials, epochs=epochs)
+    opts = job.options(1)
     settings = config.resolve(storage=job.storage, cache_dir=cache_dir)
     hb = config.resolve_heartbeat()
-    spec = spec_for(opts, open_storage(job.storage))
+    spec = spec_for(opts, open_storage(job.storage))  # with the epochs override
     from fishopt import data
 
     ctx, _hit, _s = build_context(spec, data.parse_source(str(root)), settings)
