@@ -129,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("figure 5: study overhead, 1 process, trials of about 0.3 s")
                 figs.append(
                     fig_study.figure5(
-                        root, feat_cache, scratch, rounds, n // 2, 1, 8, "5 (1 process)"
+                        root,
+                        feat_cache,
+                        scratch,
+                        rounds,
+                        n // 2,
+                        1,
+                        "overhead-long",
+                        "5 (1 process)",
                     )
                 )
             if "6" in only:

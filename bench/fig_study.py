@@ -290,20 +290,20 @@ def figure5(
     rounds: int,
     n_trials: int,
     workers: int,
-    epochs: int | None = None,
+    spec: str = "overhead",
     number: str = "5",
     target: float = 0.85,
 ) -> Figure:
-    """Share of the machine spent training in a study of cheap trials (TPE, median pruner).
+    """Share of the machine spent training in a study of cheap trials.
 
-    ``workers`` processes x 1 thread share one SQLite study; ``epochs`` overrides the spec's 3
-    to make longer trials (the issue's "trials of 0.3 s in one process").
+    ``workers`` processes x 1 thread share one SQLite study. ``overhead`` is TPE + median
+    pruning over trials of ~0.1 s; ``overhead-long`` trains every trial ~0.3 s, unpruned (the
+    issue's "trials of 0.3 s in one process").
     """
-    length = f"{epochs} epochs" if epochs else "3 epochs"
     fig = Figure(
         number,
         f"study overhead: time in training loops / (wall x cores), {n_trials} cheap trials "
-        f"({length}), {workers} worker(s)",
+        f"(bench/studies/{spec}.toml), {workers} worker(s)",
         "seconds inside train() epoch loops, summed over trials",
         f"wall seconds x {workers} cores ({workers} worker(s) x 1 thread, one SQLite study)",
         "seconds",
@@ -313,7 +313,7 @@ def figure5(
     per_trial, train_per_trial = [], []
     for r in range(rounds):
         url = f"sqlite:///{scratch / f'overhead-{number}-{r}.db'}"
-        job = Job("overhead", root, cache_dir, url, "overhead", n_trials, epochs=epochs)
+        job = Job(spec, root, cache_dir, url, "overhead", n_trials)
         wall, trials = run_parallel(job, workers, 1)
         inside = _train_seconds(trials)
         fig.add(inside, wall * workers)
@@ -324,7 +324,7 @@ def figure5(
             f"  round {r + 1}/{rounds}: {len(trials)} trials ({pruned} pruned) in {wall:.1f}s, "
             f"train {inside:.1f}s -> {fig.ratios[-1]:.3f}"
         )
-    bound = _in_memory_bound(root, cache_dir, n_trials, epochs)
+    bound = _in_memory_bound(root, cache_dir, n_trials, spec)
     fig.extra = {
         "training seconds per trial, median": f"{statistics.median(train_per_trial):.3f}",
         "core-seconds per trial outside training, median": f"{statistics.median(per_trial):.3f}",
@@ -334,15 +334,15 @@ def figure5(
     return fig
 
 
-def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, epochs: int | None) -> str:
+def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, spec_name: str) -> str:
     """The same study in one process on InMemoryStorage: the overhead left without a database."""
     quiet()
     _start_up()
-    job = Job("overhead", root, cache_dir, "sqlite:///:memory:", "bound", n_trials, epochs=epochs)
+    job = Job(spec_name, root, cache_dir, "sqlite:///:memory:", "bound", n_trials)
     opts = job.options(1)
     settings = config.resolve(storage=job.storage, cache_dir=cache_dir)
     hb = config.resolve_heartbeat()
-    spec = spec_for(opts, open_storage(job.storage))  # with the epochs override
+    spec = spec_for(opts, open_storage(job.storage))
     from fishopt import data
 
     ctx, _hit, _s = build_context(spec, data.parse_source(str(root)), settings)

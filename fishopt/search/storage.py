@@ -126,8 +126,28 @@ _NEW = sqlalchemy.and_(
         )
     ),
 )
-_ANY_NEW = sqlalchemy.select(_T.trial_id).where(_NEW).limit(1)
-_LOAD_NEW = _loading(_NEW)
+
+
+def _rows_of(model: Any) -> Any:
+    return (
+        sqlalchemy.select(sqlalchemy.func.count())
+        .where(model.trial_id == _T.trial_id)
+        .scalar_subquery()
+    )
+
+
+# Each candidate's state and how many rows it has in each table Optuna writes while a trial
+# runs (a suggested parameter, a reported epoch, an attribute): when none changed since the
+# last read, the trial has not changed as far as a sampler or pruner can tell.
+_SIGNATURES = sqlalchemy.select(
+    _T.trial_id,
+    _T.state,
+    _rows_of(models.TrialParamModel),
+    _rows_of(models.TrialIntermediateValueModel),
+    _rows_of(models.TrialUserAttributeModel),
+    _rows_of(models.TrialSystemAttributeModel),
+).where(_NEW)
+_LOAD_IDS = _loading(_T.trial_id.in_(sqlalchemy.bindparam("ids", expanding=True)))
 _LOAD_ONE = _loading(_T.trial_id == sqlalchemy.bindparam("trial_id"))
 
 
@@ -164,6 +184,8 @@ class Storage(RDBStorage):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._owned = Owned()  # this process's trials: read back without a query
+        # Other workers' unfinished trials as last read, with their row counts (per study).
+        self._seen: dict[int, dict[int, tuple[tuple, FrozenTrial]]] = {}
         super().__init__(*args, **kwargs)
 
     # ---------------------------------------------------------------------------- writes
@@ -348,12 +370,28 @@ class Storage(RDBStorage):
             "finished": sorted(finished),
             "running": sorted(running),
         }
-        # Most calls find nothing new: ask with a plain query first, load with the ORM after.
+        # One query says what changed; only that is loaded through the ORM. Other workers'
+        # unfinished trials are re-read when they add a row or change state, not on every
+        # call (Optuna re-reads each of them, with every epoch and attribute, every time).
         with _create_scoped_session(self.scoped_session) as session:
-            anything = session.execute(_ANY_NEW, params).first() is not None
-        loaded = self._load(_LOAD_NEW, params) if anything else []
+            rows = session.execute(_SIGNATURES, params).all()
+        seen = self._seen.get(study_id, {})
+        changed = [tid for tid, *sig in rows if tid not in seen or seen[tid][0] != tuple(sig)]
+        loaded = [
+            t
+            for i in range(0, len(changed), 500)  # a bounded IN list (SQLite's variable limit)
+            for t in self._load(_LOAD_IDS, {"ids": changed[i : i + 500]})
+        ]
+        signature = {tid: tuple(sig) for tid, *sig in rows}
         for t in loaded:
             self._owned.read(t)
+            if t.state.is_finished():
+                seen.pop(t._trial_id, None)  # Optuna's cache keeps it and never asks again
+            elif t._trial_id in signature:
+                seen[t._trial_id] = (signature[t._trial_id], t)
+        fresh = {t._trial_id for t in loaded}
+        loaded += [seen[tid][1] for tid, *_ in rows if tid not in fresh and tid in seen]
+        self._seen[study_id] = seen
         ids = {t._trial_id for t in loaded}
         mine = [
             own

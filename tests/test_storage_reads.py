@@ -1,0 +1,86 @@
+"""Reads that skip the database must still show what the database holds.
+
+A worker reads its own running trial from memory (``search.owned``) and re-reads another
+worker's unfinished trial only when it changed (``Storage._get_trials``). Two storage objects on
+one SQLite file stand in for two workers; every read is checked against a fresh, plain Optuna
+storage that has no cache at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from fishopt.search.storage import open_storage
+
+
+def _plain(url: str, name: str) -> list[FrozenTrial]:
+    """What the database holds, read by a storage with no cache of any kind."""
+    return optuna.storages.RDBStorage(url).get_all_trials(
+        optuna.storages.RDBStorage(url).get_study_id_from_name(name)
+    )
+
+
+def _same(seen: list[FrozenTrial], truth: list[FrozenTrial]) -> None:
+    def facts(t: FrozenTrial) -> tuple:
+        return (
+            t.number,
+            t.state,
+            t.values,
+            t.params,
+            t.intermediate_values,
+            t.user_attrs,
+            t.system_attrs,
+            t.datetime_start,
+            t.datetime_complete,
+        )
+
+    assert [facts(t) for t in seen] == [facts(t) for t in truth]
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> tuple[str, optuna.Study, optuna.Study]:
+    url = f"sqlite:///{tmp_path / 'reads.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore")
+    a = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    b = optuna.load_study(study_name="s", storage=open_storage(url))
+    return url, a, b
+
+
+def test_each_worker_sees_the_other_workers_trial_as_it_changes(two_workers) -> None:
+    url, a, b = two_workers
+    mine = a.ask()
+    _same(b.get_trials(), _plain(url, "s"))  # the new trial, seen from the other worker
+    mine.suggest_float("lr", 1e-4, 1e-1, log=True)
+    _same(b.get_trials(), _plain(url, "s"))  # its parameter
+    mine.report(0.25, 1)
+    mine.set_user_attr("seed", 7)
+    _same(b.get_trials(), _plain(url, "s"))  # its epoch and attribute
+    _same(a.get_trials(), _plain(url, "s"))  # and its own worker's copy agrees
+    theirs = b.ask()
+    theirs.suggest_float("lr", 1e-4, 1e-1, log=True)
+    a.tell(mine, 0.5)
+    b.tell(theirs, state=TrialState.PRUNED)
+    _same(a.get_trials(), _plain(url, "s"))
+    _same(b.get_trials(), _plain(url, "s"))
+    assert [t.state for t in a.get_trials()] == [TrialState.COMPLETE, TrialState.PRUNED]
+    frozen = a._storage.get_trial(mine._trial_id)
+    assert frozen.datetime_complete is not None and frozen.value == 0.5
+
+
+def test_a_trial_failed_by_another_worker_is_not_read_from_memory(two_workers) -> None:
+    url, a, b = two_workers
+    mine = a.ask()
+    mine.report(0.1, 1)
+    a.get_trials()  # the worker's own copy is RUNNING
+    b._storage.set_trial_state_values(mine._trial_id, TrialState.FAIL)  # found stale elsewhere
+    _same(a.get_trials(), _plain(url, "s"))
+    assert a.get_trials()[0].state == TrialState.FAIL
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        a._storage.set_trial_intermediate_value(mine._trial_id, 2, 0.2)
+    assert a._storage.get_trial(mine._trial_id).state == TrialState.FAIL
