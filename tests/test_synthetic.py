@@ -171,3 +171,22 @@ def test_default_model_memorises_and_near_duplicates_flatter_validation(
     assert train_acc >= TRAIN_AT_LEAST
     assert VALID_BETWEEN[0] <= valid_acc <= VALID_BETWEEN[1] and valid_acc < train_acc
     assert unseen_acc <= UNSEEN_AT_MOST
+
+
+def test_a_fresh_set_is_cached_with_the_features_decoding_would_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first load takes each photo's features from the generator (no decoding pass);
+    they must be exactly what decoding the written files gives, in the same order."""
+    spec = data.parse_source("synthetic:4:118x89")
+    with monkeypatch.context() as m:
+        m.setattr("fishopt.data.cache.decode_all", lambda *a, **k: pytest.fail("decoded"))
+        ds, hit = data.load(spec, tmp_path / "cache", workers=2)
+    assert not hit
+    root = next((tmp_path / "cache" / "synthetic").glob("*/Fish_Dataset"))
+    listing = data.list_images(data.SourceSpec("kaggle", path=root))
+    decoded = np.stack([data.decode(f, (59, 45)) for f in listing.files])
+    assert np.array_equal(np.asarray(ds.X), decoded)
+    assert ds.y.tolist() == listing.labels
+    again, hit = data.load(spec, tmp_path / "cache")
+    assert hit and again.fingerprint == ds.fingerprint

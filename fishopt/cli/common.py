@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from typer.core import TyperCommand, TyperGroup
 
 from fishopt import config, data
@@ -132,11 +133,12 @@ CacheOpt = Annotated[
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=26)),
+        BarColumn(bar_width=10),
+        # Counts stay whole when a log file's 80 columns squeeze the row ("2700/2700").
+        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=11)),
         TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
+        TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
         console=err,
         transient=False,
     )

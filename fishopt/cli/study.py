@@ -104,8 +104,8 @@ def study_cmd(
             progress.update(
                 trials,
                 completed=tally.finished,
-                info=f"best F1 {_fmt(best.value if best else math.nan)}  "
-                f"pruned {tally.pruned}  failed {tally.failed}",
+                info=f"best F1 {_fmt(best.value if best else math.nan)} "
+                f"pruned {tally.pruned} failed {tally.failed}",
             )
 
         session, outcome = run_worker(

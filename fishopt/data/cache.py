@@ -158,15 +158,18 @@ def load(
     if spec.kind == "synthetic":
         w, h = spec.size
         out = cache_dir / "synthetic" / f"seed{spec.seed}-n{spec.per_class}-{w}x{h}"
-        root = synthetic.generate(
+        root, generated = synthetic.generate_with_features(
             out,
             per_class=spec.per_class,
             size=spec.size,
             seed=spec.seed,
             workers=workers,
             progress=generate_progress,
+            features=image_size,
         )
         spec = SourceSpec("kaggle", path=root)
+    else:
+        generated = None
     listing = list_images(spec)
     key = _listing_key(listing, image_size, spec.kind)
     folder = cache_dir / "arrays" / key
@@ -175,7 +178,9 @@ def load(
         _check_skipped(cached.skipped, strict, len(listing.files))
         return cached, True
 
-    decoded = decode_all(listing.files, image_size, workers=workers, progress=progress)
+    decoded = _from_generator(listing, generated, progress) if generated else None
+    if decoded is None:
+        decoded = decode_all(listing.files, image_size, workers=workers, progress=progress)
     keep = [i for i, r in enumerate(decoded) if isinstance(r, np.ndarray)]
     skipped = tuple(
         f"{listing.files[i]} ({decoded[i]})"
@@ -204,6 +209,22 @@ def load(
     )
     _write_cache(folder, ds)
     return ds, False
+
+
+def _from_generator(
+    listing: _Listing, generated: dict[str, np.ndarray], progress: Progress | None
+) -> list[np.ndarray | str] | None:
+    """The features the generator computed, in the listing's order; None unless it has every
+    file (then the files are decoded as any set is)."""
+    out: list[np.ndarray | str] = []
+    for path in listing.files:
+        vector = generated.get("/".join(Path(path).parts[-3:]))  # Species/Species/name.png
+        if vector is None:
+            return None
+        out.append(vector)
+    if progress:
+        progress(len(out), len(out))
+    return out
 
 
 def _check_skipped(skipped: Sequence[str], strict: bool, total: int) -> None:

@@ -19,6 +19,7 @@ straight to the output size, so the photo is smooth, cheap to draw and quick to 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from fishopt.data.preprocess import to_gray_array
 
 KAGGLE_SPECIES: tuple[str, ...] = (
     "Black Sea Sprat",
@@ -395,12 +398,19 @@ def _pattern(
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
 
 
-def _write_one(args: tuple[Path, str, int, int, tuple[int, int]]) -> None:
-    root, species, index, seed, size = args
+def _write_one(
+    args: tuple[Path, str, int, int, tuple[int, int], tuple[int, int] | None],
+) -> tuple[str, np.ndarray] | None:
+    root, species, index, seed, size, features = args
     photo, mask = render(species, index, seed, size)
     name = file_name(index)
     (root / species / species / name).write_bytes(encode_png(photo))
     (root / species / f"{species} GT" / name).write_bytes(encode_png(mask))
+    if features is None:
+        return None
+    # The photo as the loader will read it back: PNG is lossless, so this is what decoding the
+    # file would give, without reading it again.
+    return f"{species}/{species}/{name}", to_gray_array(photo, features).reshape(-1)
 
 
 def generate(
@@ -418,31 +428,57 @@ def generate(
     The set is built in a temporary sibling folder and renamed into place, so an interrupted run
     never leaves a half-written set that a later run would mistake for a complete one.
     """
+    root, _features = generate_with_features(
+        out,
+        per_class=per_class,
+        size=size,
+        seed=seed,
+        species=species,
+        workers=workers,
+        progress=progress,
+    )
+    return root
+
+
+def generate_with_features(
+    out: Path,
+    *,
+    per_class: int = 300,
+    size: tuple[int, int] = (590, 445),
+    seed: int = 0,
+    species: tuple[str, ...] = KAGGLE_SPECIES,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    features: tuple[int, int] | None = None,
+) -> tuple[Path, dict[str, np.ndarray] | None]:
+    """``generate``, and with ``features`` (a feature size) each photo's feature vector by its
+    path under the set, computed from the image in memory: a fresh set then needs no decoding
+    pass (about as long as writing it). None when the set already existed.
+    """
     final = out / "Fish_Dataset"
     if final.is_dir():
-        return final
+        return final, None
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".fish-tmp-", dir=out))
     try:
         for sp in species:
             (tmp / sp / sp).mkdir(parents=True)
             (tmp / sp / f"{sp} GT").mkdir(parents=True)
-        jobs = [(tmp, sp, i, seed, size) for sp in species for i in range(per_class)]
+        jobs = [(tmp, sp, i, seed, size, features) for sp in species for i in range(per_class)]
         workers = workers or min(len(jobs), os.cpu_count() or 1)
-        done = 0
-        if workers <= 1 or len(jobs) < 32:
-            for job in jobs:
-                _write_one(job)
-                done += 1
+        vectors: dict[str, np.ndarray] = {}
+        with contextlib.ExitStack() as stack:
+            if workers <= 1 or len(jobs) < 32:
+                results = map(_write_one, jobs)
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(workers))
+                results = pool.map(_write_one, jobs, chunksize=COPIES_PER_ORIGINAL)
+            for done, result in enumerate(results, 1):
+                if result is not None:
+                    vectors[result[0]] = result[1]
                 if progress:
                     progress(done, len(jobs))
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=COPIES_PER_ORIGINAL):
-                    done += 1
-                    if progress:
-                        progress(done, len(jobs))
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return final, (vectors if features is not None else None)
