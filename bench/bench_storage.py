@@ -39,6 +39,7 @@ SPACE = {"optimizer": ["SGD", "Adam", "AdamW", "RMSprop"]}
 def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage")  # ask/tell, no optimize
 
 
 def _storage(kind: str, where: str) -> optuna.storages.BaseStorage:

@@ -9,7 +9,6 @@ trial failed after the grace period and re-run by another worker.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import time
@@ -28,13 +27,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import orm
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fishopt import config
 from fishopt.config import backend, mask_url
 from fishopt.errors import FishoptError
+from fishopt.search import statements
 from fishopt.search.owned import Owned
 from fishopt.search.sqlite import (
     SQLITE_BUSY_TIMEOUT,
@@ -69,86 +66,6 @@ def engine_kwargs(url: str) -> dict:
             "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
         }
     return {"pool_pre_ping": True, "pool_recycle": 1800}
-
-
-@functools.cache
-def _upsert(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...], *updates: str) -> Any:
-    """A prebuilt ``INSERT ... ON CONFLICT (keys) DO UPDATE`` run with parameters: building
-    the statement (``excluded`` makes a table alias) cost more than running it."""
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
-    assign = {c: stmt.excluded[c] for c in updates} or {"heartbeat": sqlalchemy.func.now()}
-    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=assign)
-
-
-_STATE = sqlalchemy.select(models.TrialModel.state).where(
-    models.TrialModel.trial_id == sqlalchemy.bindparam("trial_id")
-)
-_INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
-FAST = ("sqlite", "postgresql")  # dialects with the upserts these statements use
-
-
-def _loading(where: Any) -> Any:
-    """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
-    values, system attributes) joined to the trial, the two that grow with it (user
-    attributes, per-epoch values) each in one more query when any trial matches."""
-    orm.configure_mappers()  # the relationships below are Optuna's backrefs, made on configure
-    trial = models.TrialModel
-    return (
-        sqlalchemy.select(trial)
-        .where(where)
-        .options(
-            orm.joinedload(trial.params),  # type: ignore[attr-defined]
-            orm.joinedload(trial.values),  # type: ignore[attr-defined]
-            orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
-            orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
-            orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
-        )
-        .order_by(trial.trial_id)
-    )
-
-
-_T = models.TrialModel
-# What Optuna's trial cache asks for, less the trials this process keeps: a finished one does
-# not change; a running one only if another worker failed it.
-_NEW = sqlalchemy.and_(
-    _T.study_id == sqlalchemy.bindparam("study_id"),
-    sqlalchemy.or_(
-        _T.trial_id > sqlalchemy.bindparam("after"),
-        _T.trial_id.in_(sqlalchemy.bindparam("unfinished", expanding=True)),
-    ),
-    sqlalchemy.not_(
-        sqlalchemy.or_(
-            _T.trial_id.in_(sqlalchemy.bindparam("finished", expanding=True)),
-            sqlalchemy.and_(
-                _T.trial_id.in_(sqlalchemy.bindparam("running", expanding=True)),
-                _T.state == TrialState.RUNNING,
-            ),
-        )
-    ),
-)
-
-
-def _rows_of(model: Any) -> Any:
-    return (
-        sqlalchemy.select(sqlalchemy.func.count())
-        .where(model.trial_id == _T.trial_id)
-        .scalar_subquery()
-    )
-
-
-# Each candidate's state and how many rows it has in each table Optuna writes while a trial
-# runs (a suggested parameter, a reported epoch, an attribute): when none changed since the
-# last read, the trial has not changed as far as a sampler or pruner can tell.
-_SIGNATURES = sqlalchemy.select(
-    _T.trial_id,
-    _T.state,
-    _rows_of(models.TrialParamModel),
-    _rows_of(models.TrialIntermediateValueModel),
-    _rows_of(models.TrialUserAttributeModel),
-    _rows_of(models.TrialSystemAttributeModel),
-).where(_NEW)
-_LOAD_IDS = _loading(_T.trial_id.in_(sqlalchemy.bindparam("ids", expanding=True)))
-_LOAD_ONE = _loading(_T.trial_id == sqlalchemy.bindparam("trial_id"))
 
 
 class Storage(RDBStorage):
@@ -208,7 +125,7 @@ class Storage(RDBStorage):
         """A state check and an insert, built once (Optuna: the trial loaded through the ORM).
         Optuna's trial cache passes the distribution it knows; without one Optuna's own
         lookup checks that the parameter keeps a compatible distribution across the study."""
-        if self.engine.name not in FAST or previous_distribution is None:
+        if self.engine.name not in statements.FAST or previous_distribution is None:
             super()._set_trial_param(
                 trial_id, param_name, param_value_internal, distribution, previous_distribution
             )
@@ -222,7 +139,7 @@ class Storage(RDBStorage):
             }
             with _create_scoped_session(self.scoped_session, True) as session:
                 self._check_running(session, trial_id)
-                session.execute(_INSERT_PARAM, row)
+                session.execute(statements.INSERT_PARAM, row)
         self._owned.param(trial_id, param_name, param_value_internal, distribution)
 
     def set_trial_state_values(
@@ -231,7 +148,7 @@ class Storage(RDBStorage):
         """Optuna's write in three statements (a locked read, a value upsert, the update)
         instead of four; the end times it stores are kept with this process's copy, so the
         reads that follow a trial's end need no query."""
-        if self.engine.name not in FAST:
+        if self.engine.name not in statements.FAST:
             self._owned.drop(trial_id)
             return super().set_trial_state_values(trial_id, state, values)
         try:
@@ -272,7 +189,9 @@ class Storage(RDBStorage):
                 {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
             )
         table = model.__table__
-        stmt = _upsert(self.engine.name, table, ("trial_id", "objective"), "value", "value_type")
+        stmt = statements.upsert(
+            self.engine.name, table, ("trial_id", "objective"), "value", "value_type"
+        )
         session.execute(stmt, rows)
 
     def set_trial_intermediate_value(
@@ -281,7 +200,7 @@ class Storage(RDBStorage):
         """One state check and one upsert per report (Optuna: a lookup of the step, then an
         insert or an update): a study reports every epoch, and epochs can be fractions of a
         second."""
-        if self.engine.name not in FAST:
+        if self.engine.name not in statements.FAST:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
             self._owned.intermediate(trial_id, step, intermediate_value)
             return
@@ -293,7 +212,7 @@ class Storage(RDBStorage):
             "intermediate_value": stored,
             "intermediate_value_type": kind,
         }
-        stmt = _upsert(
+        stmt = statements.upsert(
             self.engine.name,
             model.__table__,
             ("trial_id", "step"),
@@ -325,10 +244,12 @@ class Storage(RDBStorage):
 
     def _beat(self, trial_id: int) -> None:
         """One upsert (Optuna: a lookup, then an insert or a locked re-read and an update)."""
-        if self.engine.name not in FAST:
+        if self.engine.name not in statements.FAST:
             super().record_heartbeat(trial_id)
             return
-        stmt = _upsert(self.engine.name, models.TrialHeartbeatModel.__table__, ("trial_id",))
+        stmt = statements.upsert(
+            self.engine.name, models.TrialHeartbeatModel.__table__, ("trial_id",)
+        )
         with _create_scoped_session(self.scoped_session, True) as session:
             session.execute(stmt, {"trial_id": trial_id})
 
@@ -339,7 +260,7 @@ class Storage(RDBStorage):
         own = self._owned.get(trial_id)
         if own is not None:
             return own
-        trials = self._load(_LOAD_ONE, {"trial_id": trial_id})
+        trials = self._load(statements.LOAD_ONE, {"trial_id": trial_id})
         if not trials:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
         self._owned.read(trials[0])
@@ -374,13 +295,13 @@ class Storage(RDBStorage):
         # unfinished trials are re-read when they add a row or change state, not on every
         # call (Optuna re-reads each of them, with every epoch and attribute, every time).
         with _create_scoped_session(self.scoped_session) as session:
-            rows = session.execute(_SIGNATURES, params).all()
+            rows = session.execute(statements.SIGNATURES, params).all()
         seen = self._seen.get(study_id, {})
         changed = [tid for tid, *sig in rows if tid not in seen or seen[tid][0] != tuple(sig)]
         loaded = [
             t
             for i in range(0, len(changed), 500)  # a bounded IN list (SQLite's variable limit)
-            for t in self._load(_LOAD_IDS, {"ids": changed[i : i + 500]})
+            for t in self._load(statements.LOAD_IDS, {"ids": changed[i : i + 500]})
         ]
         signature = {tid: tuple(sig) for tid, *sig in rows}
         for t in loaded:
@@ -435,7 +356,7 @@ class Storage(RDBStorage):
         return {key: json.loads(value) for key, value in rows}
 
     def _check_running(self, session: Any, trial_id: int) -> None:
-        state = session.execute(_STATE, {"trial_id": trial_id}).scalar()
+        state = session.execute(statements.STATE, {"trial_id": trial_id}).scalar()
         if state is None:
             raise KeyError(f"no trial with trial_id {trial_id}")
         self.check_trial_is_updatable(trial_id, state)
@@ -471,10 +392,11 @@ class Storage(RDBStorage):
         ]
         with _create_scoped_session(self.scoped_session) as session:
             self._check_running(session, trial_id)
-            if self.engine.name in FAST:
+            if self.engine.name in statements.FAST:
                 table = model.__table__
                 session.execute(
-                    _upsert(self.engine.name, table, ("trial_id", "key"), "value_json"), rows
+                    statements.upsert(self.engine.name, table, ("trial_id", "key"), "value_json"),
+                    rows,
                 )
             else:
                 for k, v in attrs.items():

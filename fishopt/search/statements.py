@@ -1,0 +1,98 @@
+"""The SQL a worker runs for every trial, built once.
+
+With trials of a fraction of a second, building a statement (SQLAlchemy's expression objects,
+the ``excluded`` alias of an upsert) cost more than running it; these are built at import and
+run with parameters. ``search.storage`` is their one user.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import sqlalchemy
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import orm
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+
+@functools.cache
+def upsert(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...], *updates: str) -> Any:
+    """A prebuilt ``INSERT ... ON CONFLICT (keys) DO UPDATE`` run with parameters: building
+    the statement (``excluded`` makes a table alias) cost more than running it."""
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
+    assign = {c: stmt.excluded[c] for c in updates} or {"heartbeat": sqlalchemy.func.now()}
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=assign)
+
+
+STATE = sqlalchemy.select(models.TrialModel.state).where(
+    models.TrialModel.trial_id == sqlalchemy.bindparam("trial_id")
+)
+INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
+FAST = ("sqlite", "postgresql")  # dialects with the upserts these statements use
+
+
+def _loading(where: Any) -> Any:
+    """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
+    values, system attributes) joined to the trial, the two that grow with it (user
+    attributes, per-epoch values) each in one more query when any trial matches."""
+    orm.configure_mappers()  # the relationships below are Optuna's backrefs, made on configure
+    trial = models.TrialModel
+    return (
+        sqlalchemy.select(trial)
+        .where(where)
+        .options(
+            orm.joinedload(trial.params),  # type: ignore[attr-defined]
+            orm.joinedload(trial.values),  # type: ignore[attr-defined]
+            orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
+            orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
+            orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
+        )
+        .order_by(trial.trial_id)
+    )
+
+
+_T = models.TrialModel
+# What Optuna's trial cache asks for, less the trials this process keeps: a finished one does
+# not change; a running one only if another worker failed it.
+_NEW = sqlalchemy.and_(
+    _T.study_id == sqlalchemy.bindparam("study_id"),
+    sqlalchemy.or_(
+        _T.trial_id > sqlalchemy.bindparam("after"),
+        _T.trial_id.in_(sqlalchemy.bindparam("unfinished", expanding=True)),
+    ),
+    sqlalchemy.not_(
+        sqlalchemy.or_(
+            _T.trial_id.in_(sqlalchemy.bindparam("finished", expanding=True)),
+            sqlalchemy.and_(
+                _T.trial_id.in_(sqlalchemy.bindparam("running", expanding=True)),
+                _T.state == TrialState.RUNNING,
+            ),
+        )
+    ),
+)
+
+
+def _rows_of(model: Any) -> Any:
+    return (
+        sqlalchemy.select(sqlalchemy.func.count())
+        .where(model.trial_id == _T.trial_id)
+        .scalar_subquery()
+    )
+
+
+# Each candidate's state and how many rows it has in each table Optuna writes while a trial
+# runs (a suggested parameter, a reported epoch, an attribute): when none changed since the
+# last read, the trial has not changed as far as a sampler or pruner can tell.
+SIGNATURES = sqlalchemy.select(
+    _T.trial_id,
+    _T.state,
+    _rows_of(models.TrialParamModel),
+    _rows_of(models.TrialIntermediateValueModel),
+    _rows_of(models.TrialUserAttributeModel),
+    _rows_of(models.TrialSystemAttributeModel),
+).where(_NEW)
+LOAD_IDS = _loading(_T.trial_id.in_(sqlalchemy.bindparam("ids", expanding=True)))
+LOAD_ONE = _loading(_T.trial_id == sqlalchemy.bindparam("trial_id"))
