@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -413,31 +414,10 @@ def _write_one(
     return f"{species}/{species}/{name}", to_gray_array(photo, features).reshape(-1)
 
 
-def generate(
-    out: Path,
-    *,
-    per_class: int = 300,
-    size: tuple[int, int] = (590, 445),
-    seed: int = 0,
-    species: tuple[str, ...] = KAGGLE_SPECIES,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Write the set to ``out/Fish_Dataset`` atomically and return that folder.
-
-    The set is built in a temporary sibling folder and renamed into place, so an interrupted run
-    never leaves a half-written set that a later run would mistake for a complete one.
-    """
-    root, _features = generate_with_features(
-        out,
-        per_class=per_class,
-        size=size,
-        seed=seed,
-        species=species,
-        workers=workers,
-        progress=progress,
-    )
-    return root
+def generate(out: Path, **options: Any) -> Path:
+    """Write the set to ``out/Fish_Dataset`` atomically and return that folder (the options
+    of ``generate_with_features`` but ``features``)."""
+    return generate_with_features(out, **options)[0]
 
 
 def generate_with_features(
@@ -451,9 +431,13 @@ def generate_with_features(
     progress: Callable[[int, int], None] | None = None,
     features: tuple[int, int] | None = None,
 ) -> tuple[Path, dict[str, np.ndarray] | None]:
-    """``generate``, and with ``features`` (a feature size) each photo's feature vector by its
-    path under the set, computed from the image in memory: a fresh set then needs no decoding
-    pass (about as long as writing it). None when the set already existed.
+    """Write the set to ``out/Fish_Dataset`` and return that folder; with ``features`` (a
+    feature size), also each photo's feature vector by its path under the set, computed from
+    the image in memory: a fresh set then needs no decoding pass (about as long as writing
+    it). None when the set already existed.
+
+    The set is built in a temporary sibling folder and renamed into place, so an interrupted run
+    never leaves a half-written set that a later run would mistake for a complete one.
     """
     final = out / "Fish_Dataset"
     if final.is_dir():
