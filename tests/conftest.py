@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
+from fishopt import config
 from fishopt.data import synthetic
 
 TINY_SIZE = (118, 89)  # 1/5 of the Kaggle photo size: same aspect, fast to write
@@ -88,3 +91,25 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL of `.ci/run` (FISHOPT_TEST_PG): required in CI, skipped elsewhere."""
+    url = os.environ.get("FISHOPT_TEST_PG")
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    if not url:
+        if in_ci:
+            pytest.fail("FISHOPT_TEST_PG is not set in CI; .ci/run should start PostgreSQL")
+        pytest.skip("FISHOPT_TEST_PG not set (see .ci/run to start a local PostgreSQL)")
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        message = f"PostgreSQL at {config.mask_url(url)} is unreachable: {type(exc).__name__}"
+        if in_ci:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url

@@ -40,27 +40,6 @@ from fishopt.search.storage import open_storage
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> str:
-    url = os.environ.get("FISHOPT_TEST_PG")
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    if not url:
-        if in_ci:
-            pytest.fail("FISHOPT_TEST_PG is not set in CI; .ci/run should start PostgreSQL")
-        pytest.skip("FISHOPT_TEST_PG not set (see .ci/run to start a local PostgreSQL)")
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        message = f"PostgreSQL at {config.mask_url(url)} is unreachable: {type(exc).__name__}"
-        if in_ci:
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
-
-
-@pytest.fixture(scope="module")
 def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("pg-cache")
     warm_cache(tiny_fish, cache)

@@ -8,6 +8,7 @@ storage that has no cache at all.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from pathlib import Path
 
@@ -42,44 +43,50 @@ def _same(seen: list[FrozenTrial], truth: list[FrozenTrial]) -> None:
     assert [facts(t) for t in seen] == [facts(t) for t in truth]
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path) -> tuple[str, optuna.Study, optuna.Study]:
-    url = f"sqlite:///{tmp_path / 'reads.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_workers(request: pytest.FixtureRequest, tmp_path: Path):
+    """Two workers' studies on one database (SQLite file, or the test PostgreSQL)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'reads.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    a = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
-    b = optuna.load_study(study_name="s", storage=open_storage(url))
-    return url, a, b
+    name = f"reads-{uuid.uuid4().hex[:8]}"
+    a = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")
+    b = optuna.load_study(study_name=name, storage=open_storage(url))
+    yield url, name, a, b
+    optuna.delete_study(study_name=name, storage=url)
 
 
 def test_each_worker_sees_the_other_workers_trial_as_it_changes(two_workers) -> None:
-    url, a, b = two_workers
+    url, name, a, b = two_workers
     mine = a.ask()
-    _same(b.get_trials(), _plain(url, "s"))  # the new trial, seen from the other worker
+    _same(b.get_trials(), _plain(url, name))  # the new trial, seen from the other worker
     mine.suggest_float("lr", 1e-4, 1e-1, log=True)
-    _same(b.get_trials(), _plain(url, "s"))  # its parameter
+    _same(b.get_trials(), _plain(url, name))  # its parameter
     mine.report(0.25, 1)
     mine.set_user_attr("seed", 7)
-    _same(b.get_trials(), _plain(url, "s"))  # its epoch and attribute
-    _same(a.get_trials(), _plain(url, "s"))  # and its own worker's copy agrees
+    _same(b.get_trials(), _plain(url, name))  # its epoch and attribute
+    _same(a.get_trials(), _plain(url, name))  # and its own worker's copy agrees
     theirs = b.ask()
     theirs.suggest_float("lr", 1e-4, 1e-1, log=True)
     a.tell(mine, 0.5)
     b.tell(theirs, state=TrialState.PRUNED)
-    _same(a.get_trials(), _plain(url, "s"))
-    _same(b.get_trials(), _plain(url, "s"))
+    _same(a.get_trials(), _plain(url, name))
+    _same(b.get_trials(), _plain(url, name))
     assert [t.state for t in a.get_trials()] == [TrialState.COMPLETE, TrialState.PRUNED]
     frozen = a._storage.get_trial(mine._trial_id)
     assert frozen.datetime_complete is not None and frozen.value == 0.5
 
 
 def test_a_trial_failed_by_another_worker_is_not_read_from_memory(two_workers) -> None:
-    url, a, b = two_workers
+    url, name, a, b = two_workers
     mine = a.ask()
     mine.report(0.1, 1)
     a.get_trials()  # the worker's own copy is RUNNING
     b._storage.set_trial_state_values(mine._trial_id, TrialState.FAIL)  # found stale elsewhere
-    _same(a.get_trials(), _plain(url, "s"))
+    _same(a.get_trials(), _plain(url, name))
     assert a.get_trials()[0].state == TrialState.FAIL
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         a._storage.set_trial_intermediate_value(mine._trial_id, 2, 0.2)

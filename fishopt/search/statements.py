@@ -8,6 +8,7 @@ run with parameters. ``search.storage`` is their one user.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from typing import Any
 
 import sqlalchemy
@@ -27,11 +28,35 @@ def upsert(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...], *update
     return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=assign)
 
 
+@functools.cache
+def upsert_if_running(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...]) -> Any:
+    """``upsert`` of one row, made only while its trial is RUNNING: the state check and the
+    write in one statement (``INSERT ... SELECT ... WHERE EXISTS``); no row returned means the
+    trial was not running. Parameters: every column of ``table`` named ``keys`` + the rest."""
+    trials = models.TrialModel.__table__
+    columns = [c.name for c in table.columns if not c.primary_key]
+    row = sqlalchemy.select(
+        *(sqlalchemy.bindparam(c, type_=table.c[c].type) for c in columns)
+    ).where(
+        sqlalchemy.exists().where(
+            trials.c.trial_id == sqlalchemy.bindparam("trial_id", type_=trials.c.trial_id.type),
+            trials.c.state == TrialState.RUNNING,
+        )
+    )
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(columns, row)
+    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
+    # RETURNING, not rowcount: PostgreSQL's driver reports -1 for an INSERT ... SELECT here.
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys], set_=updates
+    ).returning(table.c[keys[0]])
+
+
 STATE = sqlalchemy.select(models.TrialModel.state).where(
     models.TrialModel.trial_id == sqlalchemy.bindparam("trial_id")
 )
 INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
-FAST = ("sqlite", "postgresql")  # dialects with the upserts these statements use
+# Dialects that run these statements (upserts, and RETURNING: SQLite 3.35 or later).
+FAST = ("sqlite", "postgresql") if sqlite3.sqlite_version_info >= (3, 35) else ("postgresql",)
 
 
 def _loading(where: Any) -> Any:

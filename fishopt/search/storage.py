@@ -197,9 +197,9 @@ class Storage(RDBStorage):
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
-        """One state check and one upsert per report (Optuna: a lookup of the step, then an
-        insert or an update): a study reports every epoch, and epochs can be fractions of a
-        second."""
+        """One statement per report, the state check included (Optuna: a lookup of the trial,
+        one of the step, then an insert or an update): a study reports every epoch, and epochs
+        can be fractions of a second."""
         if self.engine.name not in statements.FAST:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
             self._owned.intermediate(trial_id, step, intermediate_value)
@@ -212,16 +212,11 @@ class Storage(RDBStorage):
             "intermediate_value": stored,
             "intermediate_value_type": kind,
         }
-        stmt = statements.upsert(
-            self.engine.name,
-            model.__table__,
-            ("trial_id", "step"),
-            "intermediate_value",
-            "intermediate_value_type",
-        )
+        stmt = statements.upsert_if_running(self.engine.name, model.__table__, ("trial_id", "step"))
         with _create_scoped_session(self.scoped_session) as session:
-            self._check_running(session, trial_id)
-            session.execute(stmt, row)
+            if session.execute(stmt, row).first() is None:
+                self._check_running(session, trial_id)  # says why: missing or finished
+                raise RuntimeError(f"trial {trial_id}: epoch {step} was not recorded")
         self._owned.intermediate(trial_id, step, intermediate_value)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
