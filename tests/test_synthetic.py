@@ -190,3 +190,25 @@ def test_a_fresh_set_is_cached_with_the_features_decoding_would_give(
     assert ds.y.tolist() == listing.labels
     again, hit = data.load(spec, tmp_path / "cache")
     assert hit and again.fingerprint == ds.fingerprint
+
+
+def test_two_processes_generating_the_same_set_both_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--jobs` children on a fresh machine generate at once; the one that finishes second
+    finds the set in place and uses it instead of failing on the rename."""
+    out = tmp_path / "gen"
+    first = synthetic.generate(out / "other", per_class=4, size=(59, 45), seed=1, workers=1)
+    real_replace = os.replace
+
+    def sibling_won(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "Fish_Dataset" and not Path(dst).exists():
+            real_replace(first, dst)  # the sibling's finished copy lands first
+        real_replace(src, dst)
+
+    monkeypatch.setattr(synthetic.os, "replace", sibling_won)
+    root, features = synthetic.generate_with_features(
+        out, per_class=4, size=(59, 45), seed=1, workers=1, features=(59, 45)
+    )
+    assert root == out / "Fish_Dataset" and features is not None and len(features) == 36
+    assert not [p for p in out.iterdir() if p.name.startswith(".fish-tmp-")]

@@ -462,7 +462,13 @@ def generate_with_features(
                     vectors[result[0]] = result[1]
                 if progress:
                     progress(done, len(jobs))
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            # Another process (a `--jobs` sibling) wrote the same set first: same seed, same
+            # bytes, so its copy serves, and so do these features.
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final, (vectors if features is not None else None)
