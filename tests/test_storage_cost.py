@@ -58,7 +58,7 @@ def _statements_per_trial(tmp_path: Path, epochs: int) -> float:
     return count[0] / outcome.ran
 
 
-def test_a_trial_costs_two_statements_per_epoch_and_a_bounded_rest(tmp_path: Path) -> None:
+def test_a_trial_costs_one_statement_per_epoch_and_a_bounded_rest(tmp_path: Path) -> None:
     short, long = _statements_per_trial(tmp_path, 2), _statements_per_trial(tmp_path, 6)
     per_epoch = (long - short) / 4
     fixed = short - 2 * per_epoch
