@@ -5,8 +5,9 @@ created, before it is told, after) and every sampler or pruner call re-reads eve
 trial, this process's own included. With trials of a fraction of a second those reads, not the
 training, fill the machine (bench figure 5). Only this process writes its running trial, so
 its own copy, updated on every write that succeeds, is what the database holds. The one
-exception, another worker failing the trial as stale, is a state change: reads ask the
-database for the state of a kept trial and drop the copy when it is no longer RUNNING.
+exception, another worker failing the trial as stale, is a state change: a read of the study's
+trials asks the database for the state of a kept trial, and every write checks it there; either
+drops the copy when the trial is no longer RUNNING.
 
 A finished trial is kept a little longer, with the times the database recorded, so the reads
 that follow its end (Optuna's callbacks, the next trial's cache refresh) cost nothing either.
