@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search.storage import open_storage
+from fishopt.search.storage import backend_of, open_storage
 
 
 def _plain(url: str, name: str) -> list[FrozenTrial]:
@@ -91,3 +91,13 @@ def test_a_trial_failed_by_another_worker_is_not_read_from_memory(two_workers) -
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         a._storage.set_trial_intermediate_value(mine._trial_id, 2, 0.2)
     assert a._storage.get_trial(mine._trial_id).state == TrialState.FAIL
+
+
+def test_a_write_refused_as_finished_drops_the_memory_copy(two_workers) -> None:
+    _url, _name, a, b = two_workers
+    mine = a.ask()
+    mine.suggest_float("lr", 1e-4, 1e-1, log=True)
+    b._storage.set_trial_state_values(mine._trial_id, TrialState.FAIL)  # found stale elsewhere
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        backend_of(a).set_trial_user_attrs(mine._trial_id, {"seed": 1})
+    assert a._storage.get_trial(mine._trial_id).state == TrialState.FAIL  # not RUNNING

@@ -354,6 +354,8 @@ class Storage(RDBStorage):
         state = session.execute(statements.STATE, {"trial_id": trial_id}).scalar()
         if state is None:
             raise KeyError(f"no trial with trial_id {trial_id}")
+        if state.is_finished():
+            self._owned.drop(trial_id)  # failed by another worker: read it from now on
         self.check_trial_is_updatable(trial_id, state)
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
