@@ -23,9 +23,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 def upsert(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ...], *updates: str) -> Any:
     """A prebuilt ``INSERT ... ON CONFLICT (keys) DO UPDATE`` run with parameters: building
     the statement (``excluded`` makes a table alias) cost more than running it."""
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
-    assign = {c: stmt.excluded[c] for c in updates} or {"heartbeat": sqlalchemy.func.now()}
+    stmt = _insert(dialect, table)
+    assign = {c: stmt.excluded[c] for c in updates}
     return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=assign)
+
+
+@functools.cache
+def heartbeat(dialect: str) -> Any:
+    """A trial's heartbeat in one upsert, stamped with the database's clock (parameter:
+    ``trial_id``; Optuna: a lookup, then an insert or a locked re-read and an update)."""
+    beats = models.TrialHeartbeatModel.__table__
+    return _insert(dialect, beats).on_conflict_do_update(
+        index_elements=[beats.c.trial_id], set_={"heartbeat": sqlalchemy.func.now()}
+    )
+
+
+def _insert(dialect: str, table: sqlalchemy.Table) -> Any:
+    return (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
 
 
 @functools.cache
@@ -43,7 +57,7 @@ def upsert_if_running(dialect: str, table: sqlalchemy.Table, keys: tuple[str, ..
             trials.c.state == TrialState.RUNNING,
         )
     )
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(columns, row)
+    stmt = _insert(dialect, table).from_select(columns, row)
     updates = {c: stmt.excluded[c] for c in columns if c not in keys}
     # RETURNING, not rowcount: PostgreSQL's driver reports -1 for an INSERT ... SELECT here.
     return stmt.on_conflict_do_update(

@@ -238,15 +238,11 @@ class Storage(RDBStorage):
         self._beat_failed_at = None
 
     def _beat(self, trial_id: int) -> None:
-        """One upsert (Optuna: a lookup, then an insert or a locked re-read and an update)."""
         if self.engine.name not in statements.FAST:
             super().record_heartbeat(trial_id)
             return
-        stmt = statements.upsert(
-            self.engine.name, models.TrialHeartbeatModel.__table__, ("trial_id",)
-        )
         with _create_scoped_session(self.scoped_session, True) as session:
-            session.execute(stmt, {"trial_id": trial_id})
+            session.execute(statements.heartbeat(self.engine.name), {"trial_id": trial_id})
 
     # ----------------------------------------------------------------------------- reads
 
@@ -291,7 +287,7 @@ class Storage(RDBStorage):
         # call (Optuna re-reads each of them, with every epoch and attribute, every time).
         with _create_scoped_session(self.scoped_session) as session:
             rows = session.execute(statements.SIGNATURES, params).all()
-        seen = self._seen.get(study_id, {})
+        seen = self._seen.setdefault(study_id, {})
         changed = [tid for tid, *sig in rows if tid not in seen or seen[tid][0] != tuple(sig)]
         loaded = [
             t
@@ -307,7 +303,6 @@ class Storage(RDBStorage):
                 seen[t._trial_id] = (signature[t._trial_id], t)
         fresh = {t._trial_id for t in loaded}
         loaded += [seen[tid][1] for tid, *_ in rows if tid not in fresh and tid in seen]
-        self._seen[study_id] = seen
         ids = {t._trial_id for t in loaded}
         mine = [
             own
