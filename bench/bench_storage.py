@@ -44,7 +44,7 @@ def _quiet() -> None:
 
 def _storage(kind: str, where: str) -> optuna.storages.BaseStorage:
     if kind == "fishopt":
-        from fishopt.search.storage import open_storage
+        from fishopt.storage.connect import open_storage
 
         return open_storage(where)
     if kind == "optuna":
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             url = args.pg
 
             def pg(i: int) -> tuple[str, str, Callable[[], None]]:
-                from fishopt.search.storage import open_storage
+                from fishopt.storage.connect import open_storage
 
                 storage = open_storage(url, heartbeat=False)
                 for s in storage.get_all_studies():

@@ -33,7 +33,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from fishopt import data
-from fishopt.search.storage import open_storage
+from fishopt.storage.connect import open_storage
 
 REPO = Path(__file__).resolve().parent.parent
 

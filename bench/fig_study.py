@@ -22,10 +22,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.common import Figure
 from fishopt import config
+from fishopt.bundle.artifacts import keep_best
 from fishopt.search import claim, loop, summary
 from fishopt.search.session import Options, Session, build_context, open_study, spec_for
 from fishopt.search.spec import StudySpec
-from fishopt.search.storage import open_storage
+from fishopt.storage import locks
+from fishopt.storage.connect import open_storage
 from fishopt.training.optim import OptimSpec, build_optimizer
 
 STUDIES = Path(__file__).resolve().parent / "studies"
@@ -76,7 +78,9 @@ def _worker(job: Job, threads: int, barrier) -> None:
     torch.set_num_threads(threads)  # first, before any tensor work
     quiet()
     _start_up()
-    loop.run_worker(job.options(threads), _silent, on_session=lambda _s: barrier.wait())
+    loop.run_worker(
+        job.options(threads), _silent, on_session=lambda _s: barrier.wait(), keep_model=keep_best
+    )
 
 
 def run_parallel(job: Job, workers: int, threads: int) -> tuple[float, list]:
@@ -146,7 +150,9 @@ def _search(job: Job) -> StudyRun:
         nonlocal t0
         t0 = time.perf_counter()
 
-    session, _ = loop.run_worker(job.options(), _silent, distributed=False, on_session=start)
+    session, _ = loop.run_worker(
+        job.options(), _silent, distributed=False, on_session=start, keep_model=keep_best
+    )
     wall = time.perf_counter() - t0
     trials = session.study.get_trials(deepcopy=False, states=FINISHED)
     return StudyRun(session.spec, sorted(trials, key=lambda t: t.number), wall)
@@ -349,7 +355,7 @@ def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, spec_name: str)
     memory = optuna.storages.InMemoryStorage()
     st = open_study(ctx, memory, "bound", distributed=False)  # type: ignore[arg-type]
     claim.set_budget(st, n_trials)
-    session = Session(opts, settings, hb, memory, ctx, st, claim.ThreadLock())  # type: ignore[arg-type]
+    session = Session(opts, settings, hb, memory, ctx, st, locks.ThreadLock())  # type: ignore[arg-type]
     t0 = time.perf_counter()
     loop.run(session, flags=loop.Flags(), log=_silent)
     wall = time.perf_counter() - t0

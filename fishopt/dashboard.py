@@ -35,7 +35,9 @@ from fishopt.config import (
     mask_url,
 )
 from fishopt.errors import FishoptError
-from fishopt.search.storage import open_storage
+from fishopt.search import studies
+from fishopt.storage import fence
+from fishopt.storage.connect import open_storage
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -182,22 +184,23 @@ class NoteSync:
     def study(self, st: optuna.Study) -> None:
         from optuna_dashboard import get_note, save_plotly_graph_object
 
-        if notes.ATTR in st.user_attrs and not get_note(st):
-            notes.save_study_note(st)
+        identity = st.user_attrs.get(studies.ATTR)
+        if identity is not None and not get_note(st):
+            notes.save_study_note(st, identity)
         done = [
             t
             for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
             if t.user_attrs.get("history")
         ]
         for t in done:
-            if t._trial_id in self.noted:
+            if fence.trial_id(t) in self.noted:
                 continue
-            if not get_note(notes._TrialRef(self.storage, st, t._trial_id)):  # type: ignore[arg-type]
+            if not get_note(fence.trial_ref(st, t)):  # type: ignore[arg-type]
                 notes.save_trial_note(st, t)
-            self.noted.add(t._trial_id)
-        if done and self.plotted.get(st._study_id) != len(done):
+            self.noted.add(fence.trial_id(t))
+        if done and self.plotted.get(fence.study_id(st)) != len(done):
             save_plotly_graph_object(st, curves_figure(done), graph_object_id=CURVES_ID)
-            self.plotted[st._study_id] = len(done)
+            self.plotted[fence.study_id(st)] = len(done)
 
     def all(self) -> int:
         names = optuna.study.get_all_study_names(self.storage)

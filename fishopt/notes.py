@@ -8,12 +8,11 @@ finished trials too (a finished trial's own attributes are read-only).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from fishopt.search.studies import ATTR
+from fishopt.storage import fence
 
 
 def study_note(name: str, identity: dict) -> str:
@@ -70,29 +69,17 @@ def trial_note(trial: FrozenTrial) -> str:
     return head + rows
 
 
-@dataclass(frozen=True)
-class _TrialRef:
-    """What ``optuna_dashboard.save_note`` reads from a trial (storage, study, trial id).
-
-    A live ``optuna.Trial`` cannot be rebuilt for a finished trial (its constructor asks the
-    sampler to start a trial), so the note is addressed through these three fields instead.
-    """
-
-    storage: optuna.storages.BaseStorage
-    study: optuna.Study
-    _trial_id: int
-
-
-def save_study_note(study: optuna.Study) -> None:
+def save_study_note(study: optuna.Study, identity: dict) -> None:
+    """The study's note from what it was created from (``identity``: spec, data, split)."""
     from optuna_dashboard import save_note
 
-    save_note(study, study_note(study.study_name, study.user_attrs.get(ATTR, {})))
+    save_note(study, study_note(study.study_name, identity))
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
     from optuna_dashboard import save_note
 
-    save_note(_TrialRef(study._storage, study, trial._trial_id), trial_note(trial))  # type: ignore[arg-type]
+    save_note(fence.trial_ref(study, trial), trial_note(trial))  # type: ignore[arg-type]
 
 
 def _num(v: object) -> str:

@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from fishopt import data
 from fishopt.report.analyses import analyse_optimizers
-from fishopt.report.stats import ALPHA, prob_better
+from fishopt.stats import ALPHA, prob_better
 from fishopt.training.model import MLPSpec
 from fishopt.training.optim import OptimSpec
 from fishopt.training.train import TrainConfig, train

@@ -27,7 +27,7 @@ from fishopt import config, dashboard
 from fishopt.cli import app
 from fishopt.config import DashboardLogin
 from fishopt.errors import FishoptError
-from fishopt.notes import _TrialRef
+from fishopt.storage import fence
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "tuna-salmon-" + os.urandom(6).hex()  # never a fixed secret, even in a test
@@ -200,7 +200,7 @@ def test_sync_writes_study_note_trial_notes_and_curves(storage: str):
     assert "What does the optimizers test study ask?" in note
     assert "90/9/1" in note and "synthetic fish (test)" in note
     trial = st.get_trials()[0]
-    body = get_note(_TrialRef(store, st, trial._trial_id))
+    body = get_note(fence.trial_ref(st, trial))
     assert body.count("\n| ") == len(trial.user_attrs["history"]) + 1  # header + one per epoch
     from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 

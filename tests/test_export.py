@@ -15,7 +15,7 @@ from optuna.trial import TrialState, create_trial
 from fishopt import config
 from fishopt.bundle import artifacts, export
 from fishopt.errors import FishoptError
-from fishopt.search.storage import open_storage
+from fishopt.storage.connect import open_storage
 
 
 def _study(exported: dict) -> optuna.Study:

@@ -36,7 +36,8 @@ from worker_support import (
 
 from fishopt import config, redact
 from fishopt.search import claim, studies
-from fishopt.search.storage import open_storage
+from fishopt.storage import locks
+from fishopt.storage.connect import open_storage
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +215,7 @@ def _cut_budget(url: str, name: str) -> int:
 
     storage = open_storage(url, heartbeat=False)
     st = optuna.load_study(study_name=name, storage=storage)
-    lock = claim.open_lock(storage, url, name)
+    lock = locks.open_lock(storage, url, name)
     lock.acquire()
     try:
         budget = studies.tally(st.get_trials(deepcopy=False)).claimed + 1

@@ -11,7 +11,8 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import f1_score
 
-from fishopt.report import stats
+from fishopt import stats
+from fishopt.search import tuned
 
 # ------------------------------------------------------------------------------ intervals
 
@@ -134,13 +135,13 @@ def test_edge_warnings_on_log_and_linear_ranges():
         "beta1": {"low": 0.8, "high": 0.99, "log": False},
     }
     # 0.06 is 94% of the way on a log scale from 1e-5 to 0.1 (linearly it would be 60%).
-    assert stats.edge_warnings({"lr": 0.06, "momentum": 0.5, "beta1": 0.9}, space) == []
-    warns = stats.edge_warnings({"lr": 0.09, "momentum": 0.01, "optimizer": "SGD"}, space)
+    assert tuned.edge_warnings({"lr": 0.06, "momentum": 0.5, "beta1": 0.9}, space) == []
+    warns = tuned.edge_warnings({"lr": 0.09, "momentum": 0.01, "optimizer": "SGD"}, space)
     assert warns == [
         "lr = 0.09 is at the high end of its range 1e-05..0.1 (log scale)",
         "momentum = 0.01 is at the low end of its range 0..0.99",
     ]
-    assert stats.edge_warnings({"lr": 1.2e-5}, space)[0].startswith("lr = 1.2e-05 is at the low")
+    assert tuned.edge_warnings({"lr": 1.2e-5}, space)[0].startswith("lr = 1.2e-05 is at the low")
 
 
 # ------------------------------------------------------------------------- test figures

@@ -67,5 +67,5 @@ def test_a_trial_costs_one_statement_per_epoch_and_a_bounded_rest(tmp_path: Path
     # lookup, a step lookup and an insert), and no pruning query with pruner "none".
     assert per_epoch <= 1.0
     # Claiming, creating, sampling, recording and finishing a trial: the budget. The
-    # running trial is read from the worker's own copy (``search.owned``), not the database.
+    # running trial is read from the worker's own copy (``storage.owned``), not the database.
     assert fixed <= 20

@@ -1,6 +1,6 @@
 """Reads that skip the database must still show what the database holds.
 
-A worker reads its own running trial from memory (``search.owned``) and re-reads another
+A worker reads its own running trial from memory (``storage.owned``) and re-reads another
 worker's unfinished trial only when it changed (``Storage._get_trials``). Two storage objects on
 one SQLite file stand in for two workers; every read is checked against a fresh, plain Optuna
 storage that has no cache at all.
@@ -16,7 +16,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search.storage import backend_of, open_storage
+from fishopt.storage.connect import open_storage
+from fishopt.storage.fence import backend_of
 
 
 def _plain(url: str, name: str) -> list[FrozenTrial]:

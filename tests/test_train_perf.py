@@ -12,7 +12,8 @@ import torch
 from sklearn.metrics import f1_score
 
 from fishopt import data
-from fishopt.search.objective import Context, make_tensors, objective
+from fishopt.search.context import Context, make_tensors
+from fishopt.search.objective import objective
 from fishopt.search.samplers import make_sampler
 from fishopt.search.spec import StudySpec
 from fishopt.training import train as train_module

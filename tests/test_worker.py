@@ -34,8 +34,9 @@ from fishopt import config
 from fishopt.cli import app
 from fishopt.errors import FishoptError
 from fishopt.search import claim
-from fishopt.search.sqlite import sqlite_warnings
-from fishopt.search.storage import open_storage
+from fishopt.storage import locks
+from fishopt.storage.connect import open_storage
+from fishopt.storage.sqlite import sqlite_warnings
 
 EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
 
@@ -246,7 +247,7 @@ def test_budget_is_recorded_in_the_study_for_later_workers(tmp_path: Path) -> No
 def test_claim_lock_is_exclusive_across_open_files(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'l.db'}"
     storage = open_storage(url, heartbeat=False)
-    a, b = claim.open_lock(storage, url, "s"), claim.open_lock(storage, url, "s")
+    a, b = locks.open_lock(storage, url, "s"), locks.open_lock(storage, url, "s")
     a.acquire()
     import fcntl
 
@@ -337,7 +338,7 @@ def test_doctor_finds_duplicate_trial_numbers(tmp_path: Path) -> None:
 def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
     """A worker killed between creating a trial and its first heartbeat: Optuna never fails
     such a trial, so the workers' claim step (liveness.fail_dead) does, once it is old."""
-    from fishopt.search import liveness
+    from fishopt.storage import heartbeats as liveness
 
     url = f"sqlite:///{tmp_path / 'silent.db'}"
     hb = config.Heartbeat(1, 3, 2)

@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from fishopt import data
-from fishopt.search.storage import open_storage
+from fishopt.storage.connect import open_storage
 
 REPO = Path(__file__).resolve().parent.parent
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]

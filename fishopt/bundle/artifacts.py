@@ -32,7 +32,7 @@ from safetensors.torch import save as save_safetensors
 
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_file
-from fishopt.search.studies import best_value
+from fishopt.storage.reads import best_value
 from fishopt.training.model import MLPSpec
 from fishopt.training.train import TrainResult
 

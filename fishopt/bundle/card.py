@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from fishopt.report.stats import with_interval
+from fishopt.stats import with_interval
 
 
 def _f(v: float | None) -> str:

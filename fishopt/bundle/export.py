@@ -33,10 +33,10 @@ from fishopt.bundle.onnx import ONNX_TOLERANCE, sha256_file, write_onnx
 from fishopt.config import Settings, mask_url
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_dir
-from fishopt.report.stats import from_confusion, held_out_figures
 from fishopt.search import space, studies
-from fishopt.search.objective import Context
+from fishopt.search.context import Context
 from fishopt.search.session import open_existing
+from fishopt.stats import from_confusion, held_out_figures
 from fishopt.training.model import MLPSpec, load_model
 from fishopt.training.train import Metrics, TrainConfig, evaluate, train
 

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishopt import config
+from fishopt.bundle.artifacts import keep_best
 from fishopt.cli.common import (
     GraceOpt,
     HeartbeatOpt,
@@ -33,7 +34,7 @@ from fishopt.cli.common import (
 from fishopt.search import studies, summary
 from fishopt.search.session import Options, Progress, Session
 from fishopt.search.spec import StudySpec
-from fishopt.search.storage import open_storage
+from fishopt.storage.connect import open_storage
 
 NameArg = Annotated[
     str,
@@ -61,7 +62,7 @@ def study_cmd(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if jobs > 1:
-        code = local_jobs.run_jobs(opts, jobs, _log)
+        code = local_jobs.run_jobs(opts, jobs, _log, keep_model=keep_best)
         _print_stored_summary(opts)
         if code:
             raise typer.Exit(code)
@@ -116,6 +117,7 @@ def study_cmd(
             first_signal_stops=True,
             callbacks=[on_trial],
             on_session=on_session,
+            keep_model=keep_best,
         )
     st = session.study
     if outcome.reason == "interrupted":
@@ -146,7 +148,7 @@ def worker_cmd(name_or_spec: NameArg, opts: Options) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ident = worker_id()
-    _session, outcome = run_worker(opts, lambda m: _log(f"[{ident}] {m}"))
+    _session, outcome = run_worker(opts, lambda m: _log(f"[{ident}] {m}"), keep_model=keep_best)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 

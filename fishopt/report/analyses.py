@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from fishopt.report.stats import (
+from fishopt.search import summary
+from fishopt.search.studies import best_completed
+from fishopt.stats import (
     ALPHA,
     Interval,
     bootstrap_ci,
@@ -24,8 +26,6 @@ from fishopt.report.stats import (
     holm,
     welch_p,
 )
-from fishopt.search import summary
-from fishopt.search.studies import best_completed
 
 METRICS = ("train_acc", "valid_acc", "train_f1", "valid_f1", "train_loss", "valid_loss")
 

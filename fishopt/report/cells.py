@@ -6,7 +6,7 @@ import math
 import re
 
 from fishopt.report.doc import fmt
-from fishopt.report.stats import (
+from fishopt.stats import (
     HeldOutFigures,
     from_confusion,
     held_out_figures,

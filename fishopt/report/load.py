@@ -10,8 +10,8 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt.config import mask_url, sqlite_path
 from fishopt.errors import FishoptError
 from fishopt.search import studies as stored
-from fishopt.search.storage import open_storage
 from fishopt.search.studies import ATTR
+from fishopt.storage.connect import open_storage
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from fishopt.report.cells import acc_of, ci, f1_of, held_out, params_text, slug,
 from fishopt.report.doc import Doc, fmt, fmt_p
 from fishopt.report.load import StudyData
 from fishopt.report.page_tuned import defaults_for, tuned_section
-from fishopt.report.stats import (
+from fishopt.report.tuned import TUNED, defaults_opening
+from fishopt.stats import (
     pareto_front,
     small_test_warning,
     with_interval,
 )
-from fishopt.report.tuned import TUNED, defaults_opening
 
 # ------------------------------------------------------------------------------ header
 

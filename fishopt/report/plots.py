@@ -24,7 +24,7 @@ from fishopt.report.analyses import (
     change_per_epoch,
     history,
 )
-from fishopt.report.stats import Friedman, pareto_front
+from fishopt.stats import Friedman, pareto_front
 
 STYLE = {
     "font.size": 11,

@@ -20,17 +20,16 @@ from fishopt.report.analyses import (
     by_optimizer,
     compare_to_best,
 )
-from fishopt.report.stats import (
+from fishopt.search.tuned import best_search, edge_warnings
+from fishopt.stats import (
     Friedman,
     Interval,
     Probability,
     bootstrap_ci,
     budget_curve,
-    edge_warnings,
     friedman,
     prob_better,
 )
-from fishopt.search.tuned import best_search
 
 # ------------------------------------------------------------ optimizers, tuned vs defaults
 

@@ -13,16 +13,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import optuna
-import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from fishopt import config
 from fishopt.config import backend
-from fishopt.search import claim, liveness, studies
-from fishopt.search.sqlite import sqlite_warnings
-from fishopt.search.storage import open_storage
+from fishopt.search import claim, studies
+from fishopt.storage import fence, heartbeats, reads
+from fishopt.storage.connect import open_storage
+from fishopt.storage.sqlite import sqlite_warnings
 
 
 @dataclass
@@ -36,17 +35,6 @@ class Report:
     def problem(self, line: str) -> None:
         self.problems += 1
         self.lines.append(f"  PROBLEM: {line}")
-
-
-def trial_numbers(storage: RDBStorage, study_id: int) -> list[int]:
-    """Every row's number, straight from the table: Optuna's API would hide a duplicate."""
-    with storage.engine.connect() as conn:
-        rows = conn.execute(
-            sqlalchemy.select(models.TrialModel.number).where(
-                models.TrialModel.study_id == study_id
-            )
-        ).all()
-    return [int(n) for (n,) in rows if n is not None]
 
 
 def examine(
@@ -86,7 +74,7 @@ def _examine_study(
         f"study {st.study_name!r}: {len(trials)} trials ({states})"
         + (f"; budget {budget}" if budget is not None else "")
     )
-    numbers = trial_numbers(storage, st._study_id)
+    numbers = reads.trial_numbers(storage, st)
     duplicates = sorted(n for n, c in Counter(numbers).items() if c > 1)
     if duplicates:
         report.problem(f"duplicate trial numbers {duplicates}")
@@ -97,14 +85,14 @@ def _examine_study(
     if budget is not None and finished > budget:
         report.problem(f"{finished} finished trials overshoot the budget of {budget}")
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    stale: list[liveness.Running] = []
-    silent: list[liveness.Running] = []
-    for r in liveness.heartbeat_ages(storage, running):
+    stale: list[heartbeats.Running] = []
+    silent: list[heartbeats.Running] = []
+    for r in heartbeats.heartbeat_ages(storage, running):
         who = r.trial.user_attrs.get("worker", "unknown worker")
         if r.age is None:
             started = f"started {r.started:.0f}s ago" if r.started is not None else ""
             report.say(f"  trial {r.trial.number} RUNNING on {who}: no heartbeat yet, {started}")
-            if r.started is not None and r.started > liveness.silent_after(hb):
+            if r.started is not None and r.started > heartbeats.silent_after(hb):
                 silent.append(r)
                 report.problem(
                     f"trial {r.trial.number} never sent a heartbeat in {r.started:.0f}s "
@@ -128,16 +116,16 @@ def _examine_study(
 def _fix(
     st: optuna.Study,
     storage: RDBStorage,
-    stale: list[liveness.Running],
-    silent: list[liveness.Running],
+    stale: list[heartbeats.Running],
+    silent: list[heartbeats.Running],
     report: Report,
 ) -> None:
     before = {t.number for t in st.get_trials(deepcopy=False)}
-    liveness.fail_stale(st)  # Optuna's own: FAIL + the retry callback
-    liveness.fail_and_retry(st, storage, [r.trial for r in silent])  # the ones Optuna skips
+    heartbeats.fail_stale(st)  # Optuna's own: FAIL + the retry callback
+    heartbeats.fail_and_retry(st, storage, [r.trial for r in silent])  # the ones Optuna skips
     after = st.get_trials(deepcopy=False)
     for r in [*stale, *silent]:
-        now = next(t for t in after if t._trial_id == r.trial._trial_id)
+        now = next(t for t in after if fence.trial_id(t) == fence.trial_id(r.trial))
         if now.state == TrialState.FAIL:
             report.problems -= 1
             report.say(f"  fixed: trial {r.trial.number} marked FAIL")

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 
 import optuna
@@ -22,13 +23,14 @@ import optuna
 from fishopt import config
 from fishopt.errors import FishoptError
 from fishopt.search.session import Options
-from fishopt.search.sqlite import sqlite_warnings
-from fishopt.search.storage import open_storage
+from fishopt.storage.connect import open_storage
+from fishopt.storage.sqlite import sqlite_warnings
 
 Log = Callable[[str], None]
+KeepModel = Callable[[Path], Callable[..., None]]  # as ``loop.KeepModel``
 
 
-def _child(opts: Options, tag: str) -> None:
+def _child(opts: Options, tag: str, keep_model: KeepModel | None) -> None:
     """A child's whole life: its own process group, the loop, an exit code."""
     os.setsid()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
     from fishopt import redact
@@ -43,15 +45,16 @@ def _child(opts: Options, tag: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        _session, outcome = run_worker(opts, log)
+        _session, outcome = run_worker(opts, log, keep_model=keep_model)
     except FishoptError as exc:
         log(f"error: {exc}")
         sys.exit(exc.exit_code)
     sys.exit(outcome.exit_code)
 
 
-def run_jobs(opts: Options, jobs: int, log: Log) -> int:
-    """Start ``jobs`` workers on this machine, wait for them; the first non-zero exit code."""
+def run_jobs(opts: Options, jobs: int, log: Log, keep_model: KeepModel | None = None) -> int:
+    """Start ``jobs`` workers on this machine, wait for them; the first non-zero exit code.
+    ``keep_model`` is handed to each child's loop (a module-level function: it is pickled)."""
     url = config.resolve_storage(opts.storage)
     if config.backend(url) == "sqlite" and config.sqlite_path(url) is None:
         raise FishoptError(
@@ -66,7 +69,9 @@ def run_jobs(opts: Options, jobs: int, log: Log) -> int:
     log(f"starting {jobs} workers x {threads} torch thread(s)")
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited torch threads or locks
     procs = [
-        ctx.Process(target=_child, args=(child_opts, f"w{i + 1}"), name=f"fishopt-w{i + 1}")
+        ctx.Process(
+            target=_child, args=(child_opts, f"w{i + 1}", keep_model), name=f"fishopt-w{i + 1}"
+        )
         for i in range(jobs)
     ]
 

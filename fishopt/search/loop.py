@@ -9,7 +9,7 @@ trial is ever left RUNNING:
   stops the trial at its next epoch boundary, marks it FAIL (``interrupted``), queues it again
   and exits 128 + signal. ``fishopt study`` (a person at a terminal) stops at the first Ctrl-C;
 - SIGKILL (or a lost machine): the trial's heartbeats stop and another worker retries it
-  (``liveness``);
+  (``storage.heartbeats``);
 - a lost storage: the trial stops at its next epoch boundary and the worker exits 75 with a
   message; the trial is retried once the storage is back.
 """
@@ -23,22 +23,24 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.bundle import artifacts
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
-from fishopt.search import claim, liveness, space, studies, tuned
+from fishopt.search import requeue, space, studies, tuned
 from fishopt.search.objective import TrainedHook, objective, repeat_callback
 from fishopt.search.session import Options, Progress, Session, open_session
 from fishopt.search.studies import origin_number
+from fishopt.storage import fence, heartbeats, locks
 
 Log = Callable[[str], None]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+KeepModel = Callable[[Path], TrainedHook]  # artifacts folder -> the hook that keeps the best
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget
 # What a dropped database connection looks like from inside Optuna's storage calls.
 STORAGE_ERRORS = (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
@@ -133,7 +135,7 @@ def run(
         ctx,
         on_trained,
         stop_now=lambda: flags.hard,
-        check_alive=liveness.storage_watch(session.storage, hb, log),
+        check_alive=heartbeats.storage_watch(session.storage, hb, log),
         tags={"worker": worker_id()},
     )
     current: dict[str, optuna.Trial] = {}
@@ -176,7 +178,7 @@ def run(
             try:
                 counts = studies.state_tally(st)
                 # Only a RUNNING trial can belong to a dead worker: with none, skip the check.
-                if counts.running and liveness.fail_dead(st, session.storage, hb):
+                if counts.running and heartbeats.fail_dead(st, session.storage, hb):
                     counts = studies.state_tally(st)
                 total = session.budget
                 if total is not None and counts.finished >= total:
@@ -219,13 +221,13 @@ def run(
         # Optuna's own error handling can fail in odd ways when the database is gone (its
         # cleanup reads the trial back); whatever surfaces, a storage that does not answer
         # now is the cause to report.
-        lost = isinstance(exc, (liveness.StorageLost, *STORAGE_ERRORS)) or not _answers(session)
+        lost = isinstance(exc, (heartbeats.StorageLost, *STORAGE_ERRORS)) or not _answers(session)
         if not lost:
             raise
         lock.release()
-        message = str(exc) if isinstance(exc, liveness.StorageLost) else _first_line(exc)
+        message = str(exc) if isinstance(exc, heartbeats.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
-        return Outcome(ran, "storage", liveness.EXIT_STORAGE_LOST)
+        return Outcome(ran, "storage", heartbeats.EXIT_STORAGE_LOST)
 
 
 def _answers(session: Session) -> bool:
@@ -233,7 +235,7 @@ def _answers(session: Session) -> bool:
     return reachable() if reachable is not None else True
 
 
-def _acquire(lock: claim.Lock, patience: float, log: Log) -> None:
+def _acquire(lock: locks.Lock, patience: float, log: Log) -> None:
     """Take the claim lock, riding out a dropped database connection for ``patience`` s."""
     first = time.monotonic()
     while True:
@@ -260,18 +262,19 @@ def _first_line(exc: BaseException) -> str:
     )
 
 
-def _after_interrupt(st: optuna.Study, lock: claim.Lock, trial: optuna.Trial | None) -> None:
+def _after_interrupt(st: optuna.Study, lock: locks.Lock, trial: optuna.Trial | None) -> None:
     """Nothing stays RUNNING, and the interrupted parameters go back in the queue."""
     lock.release()
     if trial is not None:
-        frozen = st._storage.get_trial(trial._trial_id)
+        storage, tid = fence.storage_of(st), fence.trial_id(trial)
+        frozen = storage.get_trial(tid)
         if not frozen.user_attrs.get("interrupted"):
-            st._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(tid, "interrupted", True)
         if frozen.state == TrialState.RUNNING:  # interrupted outside Optuna's own handling
-            st._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(tid, TrialState.FAIL)
     lock.acquire()
     try:
-        liveness.requeue_interrupted(st)
+        requeue.requeue_interrupted(st)
     finally:
         lock.release()
 
@@ -300,11 +303,15 @@ def run_worker(
     first_signal_stops: bool = False,
     callbacks: Sequence[TrialCallback] = (),
     on_session: Callable[[Session], None] | None = None,
+    keep_model: KeepModel | None = None,
 ) -> tuple[Session, Outcome]:
     """Options to a finished worker: the session, then the loop, with signals handled.
 
     ``fishopt worker``, each ``--jobs`` child and ``fishopt study`` (in-process, with a
     progress display through ``progress``, ``callbacks`` and ``on_session``) all call this.
+    ``keep_model`` makes, from the artifacts folder, the hook that keeps the best model as it
+    is found (``bundle.artifacts.keep_best``); the caller passes it, so the trial loop knows
+    nothing of bundles.
     """
     session = open_session(opts, progress or Progress(log=log), distributed=distributed)
     for warning in session.warnings:
@@ -328,7 +335,7 @@ def run_worker(
             flags=flags,
             log=log,
             callbacks=callbacks,
-            on_trained=artifacts.keep_best(session.settings.artifacts_dir),
+            on_trained=keep_model(session.settings.artifacts_dir) if keep_model else None,
         )
     log(f"done: {outcome.ran} trial(s) run here; stopped: {outcome.reason}")
     return session, outcome

@@ -12,81 +12,22 @@ import hashlib
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-import numpy as np
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.data import Dataset, Split
 from fishopt.search import space
+from fishopt.search.context import Context
 from fishopt.search.spec import StudySpec
-from fishopt.search.storage import set_user_attrs
 from fishopt.search.studies import origin_number
 from fishopt.search.tuned import CONFIRM, confirm_seed
+from fishopt.storage import fence
+from fishopt.storage.connect import set_user_attrs
 from fishopt.training.model import MLPSpec, load_model, parameter_count
 from fishopt.training.train import EpochRecord, TrainConfig, TrainResult, evaluate, train
 
 # Called after a trial trains, before it is stored (keeps the best model as found).
 TrainedHook = Callable[[optuna.Trial, MLPSpec, TrainResult], None]
-
-
-@dataclass(frozen=True)
-class Tensors:
-    X_train: torch.Tensor
-    y_train: torch.Tensor
-    X_valid: torch.Tensor
-    y_valid: torch.Tensor
-    X_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-@dataclass(frozen=True)
-class Context:
-    """Everything a trial needs, built once per process."""
-
-    spec: StudySpec
-    dataset: Dataset
-    split: Split
-    tensors: Tensors
-    device: str = "cpu"
-    # With ``vary_split``, the tensors of other split seeds, made when a repeat first needs them.
-    _other_splits: dict[int, Tensors] = field(default_factory=dict, compare=False, repr=False)
-
-    def tensors_for(self, repeat: int) -> tuple[Tensors, int]:
-        """The tensors a trial trains on, and their split seed: repeat r of a spec with
-        ``vary_split`` draws split seed base + r (Bouthillier et al.: the split is a source of
-        variance too); every other trial uses the study's split."""
-        base = self.spec.base_split_seed
-        if not self.spec.vary_split or repeat == 0:
-            return self.tensors, base
-        seed = base + repeat
-        if seed not in self._other_splits:
-            from fishopt.search.session import split_for
-
-            split = split_for(self.spec, self.dataset, seed)
-            self._other_splits[seed] = make_tensors(self.dataset, split, self.device)
-        return self._other_splits[seed], seed
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.dataset.classes)
-
-    @property
-    def in_features(self) -> int:
-        return int(self.dataset.X.shape[1])
-
-
-def make_tensors(ds: Dataset, split: Split, device: str = "cpu") -> Tensors:
-    """Copy each split once into contiguous tensors on the device; trials only slice them."""
-
-    def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        X = torch.from_numpy(np.ascontiguousarray(ds.X[idx], dtype=np.float32))
-        y = torch.from_numpy(np.ascontiguousarray(ds.y[idx], dtype=np.int64))
-        return X.to(device), y.to(device)
-
-    return Tensors(*take(split.train), *take(split.valid), *take(split.test))
 
 
 def derive_seed(study_seed: int, trial_number: int) -> int:
@@ -120,9 +61,7 @@ def objective(
 
     def run(trial: optuna.Trial) -> float:
         # The trial as Optuna created it (enqueued attributes, retry marks), read without a query.
-        frozen = getattr(trial, "_cached_frozen_trial", None) or trial.study._storage.get_trial(
-            trial._trial_id
-        )
+        frozen = fence.frozen_of(trial)
         cfg = space.suggest(trial, spec)
         # A re-evaluation (a completed configuration queued again with another seed) runs to
         # the end: it measures a configuration that already survived the pruner, and pruning

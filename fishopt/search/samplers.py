@@ -6,6 +6,7 @@ import optuna
 
 from fishopt.search import space
 from fishopt.search.spec import StudySpec
+from fishopt.storage import fence
 
 
 class RequeueSafeGridSampler(optuna.samplers.GridSampler):
@@ -32,7 +33,7 @@ class RequeueSafeGridSampler(optuna.samplers.GridSampler):
             self._n_min_trials = len(kept)
 
     def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
-        if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
+        if "grid_id" in fence.storage_of(study).get_trial_system_attrs(fence.trial_id(trial)):
             super().after_trial(study, trial, state, values)
         elif not self._get_unvisited_grid_ids(study):
             study.stop()

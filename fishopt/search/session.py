@@ -24,11 +24,13 @@ import torch
 from fishopt import config, data
 from fishopt.errors import FishoptError
 from fishopt.notes import save_study_note
-from fishopt.search import claim, liveness, samplers, studies
+from fishopt.search import claim, requeue, samplers, studies
 from fishopt.search import spec as specs
-from fishopt.search.objective import Context, make_tensors
-from fishopt.search.sqlite import sqlite_warnings
-from fishopt.search.storage import Storage, open_storage
+from fishopt.search.context import Context, make_tensors, split_for
+from fishopt.storage import locks
+from fishopt.storage.connect import open_storage
+from fishopt.storage.rdb import Storage
+from fishopt.storage.sqlite import sqlite_warnings
 from fishopt.training.hardware import set_threads
 
 Log = Callable[[str], None]
@@ -79,7 +81,7 @@ class Session:
     storage: Storage
     ctx: Context
     study: optuna.Study
-    lock: claim.Lock
+    lock: locks.Lock
     cache_hit: bool = False
     load_seconds: float = 0.0
     requeued: int = 0
@@ -155,18 +157,6 @@ def build_context(
     return Context(spec, ds, split, make_tensors(ds, split, device), device), hit, seconds
 
 
-def split_for(spec: specs.StudySpec, ds: data.Dataset, seed: int) -> data.Split:
-    """The spec's split of ``ds`` with ``seed``; ``split_by = "original"`` keeps every copy of
-    one original image in one part, where the file names say which original that is."""
-    if spec.split_by == "original" and ds.groups is None:
-        raise FishoptError(
-            f'split_by = "original": the images of {ds.source} do not say which original '
-            'they were copied from (file names ending -orig<N>); use split_by = "random"'
-        )
-    groups = ds.groups if spec.split_by == "original" else None
-    return data.split(ds.y, spec.split, seed=seed, groups=groups)
-
-
 # ----------------------------------------------------------------------------- the study
 
 
@@ -203,7 +193,7 @@ def open_study(ctx: Context, storage: Storage, name: str, distributed: bool = Tr
     if stored is None:
         study.set_user_attr(studies.ATTR, identity)
         study.set_metric_names(["valid_macro_f1"])
-        save_study_note(study)  # the dashboard shows what this study asks and ran on
+        save_study_note(study, identity)  # the dashboard shows what this study asks and ran on
         return study
     if stored.get("data_fingerprint") != identity["data_fingerprint"]:
         raise FishoptError(
@@ -246,17 +236,17 @@ def open_session(
     )
     name = opts.name or spec.name
     st = open_study(ctx, storage, name, distributed)
-    lock = claim.open_lock(storage, settings.storage, name)
+    lock = locks.open_lock(storage, settings.storage, name)
     lock.acquire()
     try:
         if opts.n_trials is not None:
             claim.set_budget(st, opts.n_trials)
-        requeued = liveness.requeue_interrupted(st)
+        requeued = requeue.requeue_interrupted(st)
         running = studies.tally(st.get_trials(deepcopy=False)).running
     finally:
         lock.release()
     notes = sqlite_warnings(settings.storage, running + 1)
-    if not claim.exact(settings.storage):
+    if not locks.exact(settings.storage):
         notes.append(
             "this storage has no cross-process lock; the budget may be overshot by up to "
             "workers - 1 trials. PostgreSQL or a local SQLite file avoid this."

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fishopt.config import mask_url
 from fishopt.errors import FishoptError
+from fishopt.storage import fence, reads
 
 ATTR = "fishopt"  # study user attribute: what the study was created from (spec, data, split)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -54,10 +55,7 @@ def best_completed(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
 
 def origin_number(trial: optuna.Trial | FrozenTrial) -> int:
     """A retried trial keeps the seed of the trial it retries, so the retry is exact."""
-    if isinstance(trial, FrozenTrial):
-        frozen = trial
-    else:
-        frozen = trial.study._storage.get_trial(trial._trial_id)
+    frozen = trial if isinstance(trial, FrozenTrial) else fence.frozen_of(trial)
     retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     if retried is not None:
         return int(retried)
@@ -117,11 +115,7 @@ def finished_count(study: optuna.Study) -> int:
 
 def state_tally(study: optuna.Study) -> Tally:
     """``tally`` of a study in one query where fishopt's storage is behind it."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    counts = getattr(backend, "state_counts", None)
-    if counts is None:
-        return tally(study.get_trials(deepcopy=False))
-    c = counts(study._study_id)
+    c = reads.state_counts(study)
     return Tally(
         complete=c.get(TrialState.COMPLETE, 0),
         pruned=c.get(TrialState.PRUNED, 0),
@@ -129,13 +123,3 @@ def state_tally(study: optuna.Study) -> Tally:
         running=c.get(TrialState.RUNNING, 0),
         waiting=c.get(TrialState.WAITING, 0),
     )
-
-
-def best_value(study: optuna.Study) -> float | None:
-    """The best COMPLETE value, in one query where fishopt's storage is behind the study."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    query = getattr(backend, "best_complete_value", None)
-    if query is not None:
-        return query(study._study_id)
-    best = best_completed(study.get_trials(deepcopy=False))
-    return float(best.value) if best is not None else None  # type: ignore[arg-type]

@@ -1,12 +1,10 @@
-"""Who is alive: heartbeats, trials of dead workers, interrupted trials, a lost storage.
+"""Who is alive: heartbeats, trials of dead workers, a lost storage.
 
 - A RUNNING trial whose heartbeats stopped for the grace period belongs to a dead worker
   (SIGKILL, a lost machine): ``fail_stale`` marks it FAIL through Optuna, whose retry callback
   queues its parameters again.
 - A RUNNING trial that never sent a heartbeat (its worker died between creating it and the first
   beat) is skipped by Optuna's check; ``fail_silent`` fails it once it is clearly old.
-- A trial stopped by a signal is marked FAIL (``interrupted``); ``requeue_interrupted`` queues
-  its parameters again, because GridSampler counts a FAIL as visited.
 - A worker whose own heartbeats stop getting through has lost the storage: ``storage_watch``
   stops its trial at the next epoch boundary (``StorageLost``) unless the storage comes back
   within one heartbeat interval.
@@ -22,14 +20,13 @@ from dataclasses import dataclass
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from fishopt import config
 from fishopt.errors import FishoptError
-from fishopt.search import space
-from fishopt.search.storage import Storage
-from fishopt.search.studies import FINISHED, origin_number
+from fishopt.storage import fence
+from fishopt.storage.fence import models
+from fishopt.storage.rdb import Storage
 
 EXIT_STORAGE_LOST = 75  # EX_TEMPFAIL: try again once the storage is back
 
@@ -54,7 +51,7 @@ def fail_stale(st: optuna.Study) -> None:
 
 def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Running]:
     """Heartbeat ages by the database's clock, the one Optuna's staleness check uses."""
-    ids = [t._trial_id for t in trials]
+    ids = [fence.trial_id(t) for t in trials]
     with storage.engine.connect() as conn:
         now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
         rows = conn.execute(
@@ -71,7 +68,7 @@ def heartbeat_ages(storage: RDBStorage, trials: list[FrozenTrial]) -> list[Runni
     local_now = dt.datetime.now()
     out = []
     for t in trials:
-        beat = beats.get(t._trial_id)
+        beat = beats.get(fence.trial_id(t))
         age = (now - beat).total_seconds() if beat is not None else None
         started = (local_now - t.datetime_start).total_seconds() if t.datetime_start else None
         out.append(Running(t, age, started))
@@ -88,18 +85,20 @@ def fail_and_retry(st: optuna.Study, storage: RDBStorage, dead: list[FrozenTrial
     callback = storage.get_heartbeat_stale_trial_callback()
     for t in dead:
         try:
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(fence.trial_id(t), TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
         if callback is not None:
-            callback(st, storage.get_trial(t._trial_id))
+            callback(st, storage.get_trial(fence.trial_id(t)))
 
 
 def fail_dead(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> bool:
     """Free the budget slots of dead workers' trials (stale, or never beat) and retry them;
     whether any was found. Two small queries when all is well: it runs before every claim."""
-    stale = storage._get_stale_trial_ids(st._study_id) if storage.get_heartbeat_interval() else []
-    silent = _silent_ids(storage, st._study_id, hb)
+    stale = (
+        storage._get_stale_trial_ids(fence.study_id(st)) if storage.get_heartbeat_interval() else []
+    )
+    silent = _silent_ids(storage, fence.study_id(st), hb)
     if not stale and not silent:
         return False
     fail_stale(st)
@@ -127,29 +126,6 @@ def _silent_ids(storage: RDBStorage, study_id: int, hb: config.Heartbeat) -> lis
         for trial_id, started in rows
         if started is not None and (now - started).total_seconds() > silent_after(hb)
     ]
-
-
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Re-enqueue the params of trials that failed by interruption and were never finished."""
-    trials = study.get_trials(deepcopy=False)
-
-    def key(t: FrozenTrial) -> str:
-        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
-
-    done = {
-        key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-    }
-    queued = 0
-    for t in trials:
-        if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted"):
-            continue
-        if key(t) in done or not t.params:
-            continue
-        attrs = {k: t.user_attrs[k] for k in ("repeat", "repeat_of") if k in t.user_attrs}
-        study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": origin_number(t)})
-        done.add(key(t))
-        queued += 1
-    return queued
 
 
 def storage_watch(

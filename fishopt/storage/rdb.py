@@ -1,16 +1,11 @@
-"""Opening the Optuna storage: the one place that turns a URL into a storage object.
-
-SQLite gets a long busy timeout and write-ahead logging so a few local workers (and a dashboard)
-can share a file; PostgreSQL gets liveness checks and a small per-process pool, so many workers
-fit under the server's connection limit. Every error that might quote the URL is re-raised with
-the password masked. Heartbeats are always on for fishopt's own runs: a worker that dies has its
-trial failed after the grace period and re-run by another worker.
+"""fishopt's Optuna storage: Optuna's RDB storage with the writes and reads a worker makes
+per trial cut to one statement each where that pays, and calls retried across a dropped
+connection, so a database restart costs a pause rather than a trial.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Container, Sequence
 from datetime import datetime, timedelta
@@ -23,49 +18,13 @@ from optuna.distributions import (
     check_distribution_compatibility,
     distribution_to_json,
 )
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import config
-from fishopt.config import backend, mask_url
-from fishopt.errors import FishoptError
-from fishopt.search import statements
-from fishopt.search.owned import Owned
-from fishopt.search.sqlite import (
-    SQLITE_BUSY_TIMEOUT,
-    local_sqlite,
-    prepare_sqlite,
-    sqlite_fast_commits,
-)
-
-# Errors from several processes creating the same tables at once; worth another try.
-_TRANSIENT = (
-    "already exists",
-    "duplicate key",
-    "unique constraint",
-    "database is locked",
-    "deadlock",
-    "serialize",
-)
-
-
-def engine_kwargs(url: str) -> dict:
-    if backend(url) == "sqlite":
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    if backend(url) == "postgresql":
-        # Each worker needs about two connections (trial + heartbeat thread); a small pool per
-        # process keeps N workers under max_connections (100 by default) with room to spare.
-        return {
-            "pool_pre_ping": True,  # a connection dropped by the server is replaced, not used
-            "pool_size": 2,
-            "max_overflow": 4,
-            "pool_timeout": 60,
-            "pool_recycle": 1800,
-            "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
-        }
-    return {"pool_pre_ping": True, "pool_recycle": 1800}
+from fishopt.storage import fence, statements
+from fishopt.storage.fence import models
+from fishopt.storage.owned import Owned
+from fishopt.storage.retry import install_retries
 
 
 class Storage(RDBStorage):
@@ -82,7 +41,6 @@ class Storage(RDBStorage):
     retry_for: float = 0.0  # seconds to retry a call on a dropped connection (0: never)
     on_reconnect: Callable[[str], None] | None = None
     _down_since: float | None = None  # monotonic time of the first dropped call, until one works
-    _beat_ok_at: float | None = None
     _beat_failed_at: float | None = None  # the first failure since the last success
 
     def heartbeat_failing_since(self) -> float | None:
@@ -104,6 +62,8 @@ class Storage(RDBStorage):
         # Other workers' unfinished trials as last read, with their row counts (per study).
         self._seen: dict[int, dict[int, tuple[tuple, FrozenTrial]]] = {}
         super().__init__(*args, **kwargs)
+        # Dialects whose prebuilt upserts fishopt runs; others go through Optuna's own code.
+        self.fast = self.engine.name in statements.FAST
 
     # ---------------------------------------------------------------------------- writes
 
@@ -125,7 +85,7 @@ class Storage(RDBStorage):
         """A state check and an insert, built once (Optuna: the trial loaded through the ORM).
         Optuna's trial cache passes the distribution it knows; without one Optuna's own
         lookup checks that the parameter keeps a compatible distribution across the study."""
-        if self.engine.name not in statements.FAST or previous_distribution is None:
+        if not self.fast or previous_distribution is None:
             super()._set_trial_param(
                 trial_id, param_name, param_value_internal, distribution, previous_distribution
             )
@@ -137,7 +97,7 @@ class Storage(RDBStorage):
                 "param_value": param_value_internal,
                 "distribution_json": distribution_to_json(distribution),
             }
-            with _create_scoped_session(self.scoped_session, True) as session:
+            with fence.rdb_session(self, True) as session:
                 self._check_running(session, trial_id)
                 session.execute(statements.INSERT_PARAM, row)
         self._owned.param(trial_id, param_name, param_value_internal, distribution)
@@ -148,11 +108,11 @@ class Storage(RDBStorage):
         """Optuna's write in three statements (a locked read, a value upsert, the update)
         instead of four; the end times it stores are kept with this process's copy, so the
         reads that follow a trial's end need no query."""
-        if self.engine.name not in statements.FAST:
+        if not self.fast:
             self._owned.drop(trial_id)
             return super().set_trial_state_values(trial_id, state, values)
         try:
-            with _create_scoped_session(self.scoped_session) as session:
+            with fence.rdb_session(self) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
                 self.check_trial_is_updatable(trial_id, trial.state)
                 if values is not None:
@@ -200,7 +160,7 @@ class Storage(RDBStorage):
         """One statement per report, the state check included (Optuna: a lookup of the trial,
         one of the step, then an insert or an update): a study reports every epoch, and epochs
         can be fractions of a second."""
-        if self.engine.name not in statements.FAST:
+        if not self.fast:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
             self._owned.intermediate(trial_id, step, intermediate_value)
             return
@@ -213,7 +173,7 @@ class Storage(RDBStorage):
             "intermediate_value_type": kind,
         }
         stmt = statements.upsert_if_running(self.engine.name, model.__table__, ("trial_id", "step"))
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             if session.execute(stmt, row).first() is None:
                 self._check_running(session, trial_id)  # says why: missing or finished
                 raise RuntimeError(f"trial {trial_id}: epoch {step} was not recorded")
@@ -234,14 +194,13 @@ class Storage(RDBStorage):
             if self._beat_failed_at is None:
                 self._beat_failed_at = time.monotonic()
             return
-        self._beat_ok_at = time.monotonic()
         self._beat_failed_at = None
 
     def _beat(self, trial_id: int) -> None:
-        if self.engine.name not in statements.FAST:
+        if not self.fast:
             super().record_heartbeat(trial_id)
             return
-        with _create_scoped_session(self.scoped_session, True) as session:
+        with fence.rdb_session(self, True) as session:
             session.execute(statements.heartbeat(self.engine.name), {"trial_id": trial_id})
 
     # ----------------------------------------------------------------------------- reads
@@ -285,7 +244,7 @@ class Storage(RDBStorage):
         # One query says what changed; only that is loaded through the ORM. Other workers'
         # unfinished trials are re-read when they add a row or change state, not on every
         # call (Optuna re-reads each of them, with every epoch and attribute, every time).
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             rows = session.execute(statements.SIGNATURES, params).all()
         seen = self._seen.setdefault(study_id, {})
         changed = [tid for tid, *sig in rows if tid not in seen or seen[tid][0] != tuple(sig)]
@@ -298,23 +257,23 @@ class Storage(RDBStorage):
         for t in loaded:
             self._owned.read(t)
             if t.state.is_finished():
-                seen.pop(t._trial_id, None)  # Optuna's cache keeps it and never asks again
-            elif t._trial_id in signature:
-                seen[t._trial_id] = (signature[t._trial_id], t)
-        fresh = {t._trial_id for t in loaded}
+                seen.pop(fence.trial_id(t), None)  # Optuna's cache keeps it and never asks again
+            elif fence.trial_id(t) in signature:
+                seen[fence.trial_id(t)] = (signature[fence.trial_id(t)], t)
+        fresh = {fence.trial_id(t) for t in loaded}
         loaded += [seen[tid][1] for tid, *_ in rows if tid not in fresh and tid in seen]
-        ids = {t._trial_id for t in loaded}
+        ids = {fence.trial_id(t) for t in loaded}
         mine = [
             own
             for tid in sorted((running & self._owned.running_ids()) | finished)
             if tid not in ids and (own := self._owned.get(tid)) is not None
         ]
-        self._owned.served(t._trial_id for t in mine if t.state.is_finished())
-        trials = sorted(loaded + mine, key=lambda t: t._trial_id)
+        self._owned.served(fence.trial_id(t) for t in mine if t.state.is_finished())
+        trials = sorted(loaded + mine, key=lambda t: fence.trial_id(t))
         return trials if states is None else [t for t in trials if t.state in states]
 
     def _load(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             found = session.execute(query, params).unique().scalars().all()
             return [self._build_frozen_trial_from_trial_model(m) for m in found]
 
@@ -325,7 +284,7 @@ class Storage(RDBStorage):
         period = self.grace_period
         grace = timedelta(seconds=2 * self.heartbeat_interval if period is None else period)
         trial, beat = models.TrialModel, models.TrialHeartbeatModel
-        with _create_scoped_session(self.scoped_session, True) as session:
+        with fence.rdb_session(self, True) as session:
             rows = session.execute(
                 sqlalchemy.select(trial.trial_id, beat.heartbeat, sqlalchemy.func.now())
                 .join(beat, beat.trial_id == trial.trial_id)
@@ -337,7 +296,7 @@ class Storage(RDBStorage):
     def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
         """One query (Optuna: the study, then its attributes); the budget is read per claim."""
         model = models.StudyUserAttributeModel
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             rows = session.execute(
                 sqlalchemy.select(model.key, model.value_json).where(model.study_id == study_id)
             ).all()
@@ -355,7 +314,7 @@ class Storage(RDBStorage):
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
         """How many trials are in each state: one query (not every trial with its params)."""
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             rows = session.execute(
                 sqlalchemy.select(models.TrialModel.state, sqlalchemy.func.count())
                 .where(models.TrialModel.study_id == study_id)
@@ -365,7 +324,7 @@ class Storage(RDBStorage):
 
     def best_complete_value(self, study_id: int) -> float | None:
         """The highest value among the study's COMPLETE trials (a maximised study)."""
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             return session.execute(
                 sqlalchemy.select(sqlalchemy.func.max(models.TrialValueModel.value))
                 .join(models.TrialModel)
@@ -382,9 +341,9 @@ class Storage(RDBStorage):
         rows = [
             {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
         ]
-        with _create_scoped_session(self.scoped_session) as session:
+        with fence.rdb_session(self) as session:
             self._check_running(session, trial_id)
-            if self.engine.name in statements.FAST:
+            if self.fast:
                 table = model.__table__
                 session.execute(
                     statements.upsert(self.engine.name, table, ("trial_id", "key"), "value_json"),
@@ -419,114 +378,4 @@ RETRIED = (
 )
 
 
-def _disconnected(exc: BaseException) -> bool:
-    """A lost connection (the server restarted or went away), not a bad statement."""
-    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-    return isinstance(cause, sqlalchemy.exc.OperationalError) or (
-        isinstance(cause, sqlalchemy.exc.DBAPIError) and bool(cause.connection_invalidated)
-    )
-
-
-def _retrying(name: str) -> Any:
-    def call(self: Storage, *args: Any, **kwargs: Any) -> Any:
-        own = Storage.__dict__.get("_own_" + name)
-        method = own.__get__(self) if own is not None else getattr(super(Storage, self), name)
-        retried = False
-        while True:
-            try:
-                result = method(*args, **kwargs)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                if retried and name == "set_trial_state_values":
-                    return True  # the write that seemed lost had landed before the drop
-                raise
-            except Exception as exc:
-                if not _disconnected(exc) or self.retry_for <= 0:
-                    raise
-                now = time.monotonic()
-                if self._down_since is None:
-                    self._down_since = now
-                # One patience for every call: once it is spent, calls fail at once until
-                # the database answers again, so a worker stops within two intervals.
-                if now >= self._down_since + self.retry_for:
-                    raise
-                retried = True
-                time.sleep(0.5)
-                continue
-            if self._down_since is not None:
-                down, self._down_since = time.monotonic() - self._down_since, None
-                if self.on_reconnect is not None:
-                    self.on_reconnect(f"reconnected to the storage after {down:.1f}s")
-            return result
-
-    call.__name__ = name
-    return call
-
-
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Record many user attributes of a running trial at once (one transaction where the
-    storage is fishopt's; one write each elsewhere)."""
-    storage = backend_of(trial.study)
-    if isinstance(storage, Storage):
-        storage.set_trial_user_attrs(trial._trial_id, attrs)
-    else:
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-
-
-def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
-    return {
-        "heartbeat_interval": hb.interval,
-        "grace_period": hb.grace_period,
-        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-            max_retry=hb.max_retry, inherit_intermediate_values=False
-        ),
-    }
-
-
-def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
-    """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
-
-    ``heartbeat=True`` takes the settings from the environment (``config.resolve_heartbeat``).
-    Opening is retried a few times when several workers create the tables at once.
-    """
-    hb = config.resolve_heartbeat() if heartbeat is True else heartbeat
-    kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
-    if backend(url) == "sqlite":
-        prepare_sqlite(url)
-    for attempt in range(5):
-        try:
-            storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
-            if backend(url) == "sqlite" and local_sqlite(url):
-                sqlite_fast_commits(storage)
-            return storage
-        except ImportError as exc:
-            raise FishoptError(
-                f"storage {mask_url(url)}: driver missing ({exc.name}); for "
-                "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
-            ) from None
-        except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
-            text = str(exc).strip()
-            if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
-                time.sleep(0.2 + random.random())
-                continue
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise FishoptError(
-                config.redact(f"cannot open storage {mask_url(url)}: {first}", config.secrets(url))
-            ) from None
-    raise AssertionError("unreachable")
-
-
-# ------------------------------------------------------------------- SQLite with several workers
-
-
-def backend_of(study: optuna.Study) -> Any:
-    """The storage behind Optuna's per-study cache wrapper."""
-    return getattr(study._storage, "_backend", study._storage)
-
-
-# Storage's own methods come first so that the retrying wrapper calls them, not Optuna's.
-for _name in RETRIED:
-    if _name in Storage.__dict__:
-        setattr(Storage, "_own_" + _name, Storage.__dict__[_name])
-        delattr(Storage, _name)
-    setattr(Storage, _name, _retrying(_name))
+install_retries(Storage, RETRIED)

@@ -2,7 +2,7 @@
 
 With trials of a fraction of a second, building a statement (SQLAlchemy's expression objects,
 the ``excluded`` alias of an upsert) cost more than running it; these are built at import and
-run with parameters. ``search.storage`` is their one user.
+run with parameters. ``storage.rdb`` is their one user.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sqlite3
 from typing import Any
 
 import sqlalchemy
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from fishopt.storage.fence import models
 
 
 @functools.cache

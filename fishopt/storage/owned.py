@@ -25,6 +25,8 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from fishopt.storage import fence
+
 KEEP_FINISHED = 8  # finished copies kept; each is read at most a few times after its end
 
 
@@ -57,8 +59,8 @@ class Owned:
     def started(self, trial: FrozenTrial) -> None:
         """A trial this process created RUNNING (or popped and then read back)."""
         if trial.state == TrialState.RUNNING:
-            self._running[trial._trial_id] = copy.deepcopy(trial)
-        self._claimed.discard(trial._trial_id)
+            self._running[fence.trial_id(trial)] = copy.deepcopy(trial)
+        self._claimed.discard(fence.trial_id(trial))
 
     def claim(self, trial_id: int) -> None:
         """This process set a WAITING trial RUNNING; keep it from its next read on."""
@@ -66,7 +68,7 @@ class Owned:
 
     def read(self, trial: FrozenTrial) -> None:
         """A trial read from the database: keep it if claimed, drop a copy it contradicts."""
-        tid = trial._trial_id
+        tid = fence.trial_id(trial)
         if tid in self._claimed and trial.state == TrialState.RUNNING:
             self.started(trial)
         elif tid in self._running and trial.state != TrialState.RUNNING:
@@ -87,8 +89,7 @@ class Owned:
     def param(self, trial_id: int, name: str, internal: float, dist: BaseDistribution) -> None:
         trial = self._running.get(trial_id)
         if trial is not None:
-            trial._params[name] = dist.to_external_repr(internal)
-            trial._distributions[name] = dist
+            fence.set_param(trial, name, dist.to_external_repr(internal), dist)
 
     def intermediate(self, trial_id: int, step: int, value: float) -> None:
         trial = self._running.get(trial_id)
@@ -98,12 +99,12 @@ class Owned:
     def user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         trial = self._running.get(trial_id)
         if trial is not None:
-            trial._user_attrs.update({k: _stored(v) for k, v in attrs.items()})
+            fence.update_user_attrs(trial, {k: _stored(v) for k, v in attrs.items()})
 
     def system_attr(self, trial_id: int, key: str, value: Any) -> None:
         trial = self._running.get(trial_id)
         if trial is not None:
-            trial._system_attrs[key] = _stored(value)
+            fence.set_system_attr(trial, key, _stored(value))
 
     def finish(
         self,

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from fishopt.search.tuned import edge_warnings  # noqa: F401  (one home: the search side)
-
 ALPHA = 0.05
 LEVEL = 0.95
 RESAMPLES = 4000

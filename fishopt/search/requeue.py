@@ -1,0 +1,34 @@
+"""Interrupted trials queued again: a trial stopped by a signal is marked FAIL
+(``interrupted``), and GridSampler counts a FAIL as visited, so its parameters must go back in
+the queue by hand, once, unless the same configuration and repeat already ran or runs."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from fishopt.search import space
+from fishopt.search.studies import FINISHED, origin_number
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Re-enqueue the params of trials that failed by interruption and were never finished."""
+    trials = study.get_trials(deepcopy=False)
+
+    def key(t: FrozenTrial) -> str:
+        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
+
+    done = {
+        key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+    }
+    queued = 0
+    for t in trials:
+        if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted"):
+            continue
+        if key(t) in done or not t.params:
+            continue
+        attrs = {k: t.user_attrs[k] for k in ("repeat", "repeat_of") if k in t.user_attrs}
+        study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": origin_number(t)})
+        done.add(key(t))
+        queued += 1
+    return queued

@@ -1,0 +1,110 @@
+"""Opening the Optuna storage: the one place that turns a storage URL into a storage object.
+
+SQLite gets a long busy timeout and write-ahead logging so a few local workers (and a dashboard)
+can share a file; PostgreSQL gets liveness checks and a small per-process pool, so many workers
+fit under the server's connection limit. Every error that might quote the URL is re-raised with
+the password masked. Heartbeats are always on for fishopt's own runs: a worker that dies has its
+trial failed after the grace period and re-run by another worker.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from fishopt import config
+from fishopt.config import backend, mask_url
+from fishopt.errors import FishoptError
+from fishopt.storage import fence
+from fishopt.storage.rdb import Storage
+from fishopt.storage.sqlite import (
+    SQLITE_BUSY_TIMEOUT,
+    local_sqlite,
+    prepare_sqlite,
+    sqlite_fast_commits,
+)
+
+# Errors from several processes creating the same tables at once; worth another try.
+_TRANSIENT = (
+    "already exists",
+    "duplicate key",
+    "unique constraint",
+    "database is locked",
+    "deadlock",
+    "serialize",
+)
+
+
+def engine_kwargs(url: str) -> dict:
+    if backend(url) == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    if backend(url) == "postgresql":
+        # Each worker needs about two connections (trial + heartbeat thread); a small pool per
+        # process keeps N workers under max_connections (100 by default) with room to spare.
+        return {
+            "pool_pre_ping": True,  # a connection dropped by the server is replaced, not used
+            "pool_size": 2,
+            "max_overflow": 4,
+            "pool_timeout": 60,
+            "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
+        }
+    return {"pool_pre_ping": True, "pool_recycle": 1800}
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Record many user attributes of a running trial at once (one transaction where the
+    storage is fishopt's; one write each elsewhere)."""
+    storage = fence.backend_of(trial.study)
+    if isinstance(storage, Storage):
+        storage.set_trial_user_attrs(fence.trial_id(trial), attrs)
+    else:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+
+
+def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
+    return {
+        "heartbeat_interval": hb.interval,
+        "grace_period": hb.grace_period,
+        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+            max_retry=hb.max_retry, inherit_intermediate_values=False
+        ),
+    }
+
+
+def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
+    """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
+
+    ``heartbeat=True`` takes the settings from the environment (``config.resolve_heartbeat``).
+    Opening is retried a few times when several workers create the tables at once.
+    """
+    hb = config.resolve_heartbeat() if heartbeat is True else heartbeat
+    kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
+    if backend(url) == "sqlite":
+        prepare_sqlite(url)
+    for attempt in range(5):
+        try:
+            storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+            if backend(url) == "sqlite" and local_sqlite(url):
+                sqlite_fast_commits(storage)
+            return storage
+        except ImportError as exc:
+            raise FishoptError(
+                f"storage {mask_url(url)}: driver missing ({exc.name}); for "
+                "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
+            ) from None
+        except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
+            text = str(exc).strip()
+            if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
+                time.sleep(0.2 + random.random())
+                continue
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise FishoptError(
+                config.redact(f"cannot open storage {mask_url(url)}: {first}", config.secrets(url))
+            ) from None
+    raise AssertionError("unreachable")

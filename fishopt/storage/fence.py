@@ -1,0 +1,149 @@
+"""Every private Optuna name fishopt uses, in one fenced room.
+
+Optuna's public API has no trial id, no study id, no one-transaction write and no access to the
+tables behind ``RDBStorage``; fishopt needs all of them (a worker's own-trial cache, one-statement
+reports, the doctor's queries). Private names can change in any Optuna release, so they are used
+here and in the rest of ``fishopt.storage`` only, each listed in ``PRIVATE_NAMES``;
+``tests/storage/test_fence.py`` checks every one against the installed Optuna and fails with the
+list of those that are gone. ``pyproject.toml`` admits the Optuna minor versions that test
+passed on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session as scoped_session
+from optuna.trial import FrozenTrial
+
+__all__ = ["PRIVATE_NAMES", "models", "scoped_session"]
+
+# (module, attribute path) of every private name used under fishopt/storage/. An attribute that
+# only exists on instances is checked on an instance (see tests/storage/test_fence.py).
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("optuna.storages._rdb", "models"),
+    ("optuna.storages._rdb.models", "TrialModel._datetime_start_utc"),
+    ("optuna.storages._rdb.models", "TrialModel.find_or_raise_by_id"),
+    ("optuna.storages._rdb.models", "StudyModel.find_or_raise_by_id"),
+    ("optuna.storages._rdb.models", "TrialValueModel.value_to_stored_repr"),
+    (
+        "optuna.storages._rdb.models",
+        "TrialIntermediateValueModel.intermediate_value_to_stored_repr",
+    ),
+    ("optuna.storages._rdb.models", "TrialHeartbeatModel"),
+    ("optuna.storages._rdb.models", "StudyUserAttributeModel"),
+    ("optuna.storages._rdb.models", "TrialUserAttributeModel"),
+    ("optuna.storages._rdb.models", "TrialParamModel"),
+    ("optuna.storages._rdb.storage", "_create_scoped_session"),
+    ("optuna.storages", "RDBStorage._create_new_trial"),
+    ("optuna.storages", "RDBStorage._set_trial_param"),
+    ("optuna.storages", "RDBStorage._get_trials"),
+    ("optuna.storages", "RDBStorage._get_stale_trial_ids"),
+    ("optuna.storages", "RDBStorage._build_frozen_trial_from_trial_model"),
+    ("optuna.storages", "RDBStorage._set_trial_attr_without_commit"),
+    ("optuna.storages", "RDBStorage.scoped_session"),
+    ("optuna.storages._cached_storage", "_CachedStorage._backend"),
+    ("optuna.study", "Study._storage"),
+    ("optuna.study", "Study._study_id"),
+    ("optuna.trial", "Trial._trial_id"),
+    ("optuna.trial", "Trial._cached_frozen_trial"),
+    ("optuna.trial", "FrozenTrial._trial_id"),
+    ("optuna.trial", "FrozenTrial._params"),
+    ("optuna.trial", "FrozenTrial._distributions"),
+    ("optuna.trial", "FrozenTrial._user_attrs"),
+    ("optuna.trial", "FrozenTrial._system_attrs"),
+)
+
+
+def missing_names(instances: dict[str, Any] | None = None) -> list[str]:
+    """The entries of ``PRIVATE_NAMES`` the installed Optuna lacks. ``instances`` maps a class
+    name to a live instance, for attributes that are set in ``__init__``."""
+    instances = instances or {}
+    missing = []
+    for module_name, path in PRIVATE_NAMES:
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(f"{module_name} (module)")
+            continue
+        head, *rest = path.split(".")
+        obj = getattr(obj, head, None)
+        if obj is not None and rest and instances.get(head) is not None:
+            obj = instances[head]
+        for part in rest:
+            if obj is None:
+                break
+            obj = getattr(obj, part, None)
+        if obj is None:
+            missing.append(f"{module_name}.{path}")
+    return missing
+
+
+# ----------------------------------------------------------------- the adapter the rest calls
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (unique across studies; ``number`` is per study)."""
+    return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    return study._study_id
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads through (Optuna's per-process cache in front of it)."""
+    return study._storage
+
+
+def backend_of(study: optuna.Study) -> BaseStorage:
+    """The storage behind Optuna's per-study cache wrapper (fishopt's ``Storage``, usually)."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
+def frozen_of(trial: optuna.Trial) -> FrozenTrial:
+    """The running trial as Optuna created it (enqueued attributes, retry marks), without a
+    query where Optuna kept it."""
+    cached = getattr(trial, "_cached_frozen_trial", None)
+    return cached if cached is not None else trial.study._storage.get_trial(trial._trial_id)
+
+
+def rdb_session(storage: RDBStorage, commit: bool = False) -> Any:
+    """A SQLAlchemy session of ``storage`` that commits (or rolls back) as Optuna's do."""
+    return scoped_session(storage.scoped_session, commit)
+
+
+def set_param(trial: FrozenTrial, name: str, value: Any, distribution: Any) -> None:
+    """Change a kept FrozenTrial in place (its public setters re-validate the whole trial)."""
+    trial._params[name] = value
+    trial._distributions[name] = distribution
+
+
+def update_user_attrs(trial: FrozenTrial, attrs: dict[str, Any]) -> None:
+    trial._user_attrs.update(attrs)
+
+
+def set_system_attr(trial: FrozenTrial, key: str, value: Any) -> None:
+    trial._system_attrs[key] = value
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """What ``optuna_dashboard.save_note`` reads from a trial (storage, study, trial id).
+
+    A live ``optuna.Trial`` cannot be rebuilt for a finished trial (its constructor asks the
+    sampler to start a trial), so a note is addressed through these three fields instead.
+    """
+
+    storage: BaseStorage
+    study: optuna.Study
+    _trial_id: int
+
+
+def trial_ref(study: optuna.Study, trial: FrozenTrial) -> TrialRef:
+    return TrialRef(study._storage, study, trial._trial_id)
