@@ -21,39 +21,122 @@ DEFAULT_STORAGE = "sqlite:///fishopt.db"
 
 
 @dataclass(frozen=True)
+class StorageURL:
+    """A storage URL parsed once, at the edge: everything below reads these fields and never
+    the string again. ``text`` holds the password, if any; show ``masked`` (also ``str()``)."""
+
+    text: str = field(repr=False)
+    backend: str  # 'sqlite', 'postgresql', 'mysql', ...
+    sqlite_path: Path | None  # the database file of a sqlite:/// URL; None elsewhere or in memory
+    masked: str
+    network_fs: str | None  # the network filesystem holding the SQLite file, if it is on one
+
+    def __str__(self) -> str:
+        return self.masked
+
+    @property
+    def local_sqlite(self) -> bool:
+        """A SQLite file in an existing local folder: WAL needs local shared memory."""
+        p = self.sqlite_path
+        return p is not None and p.parent.is_dir() and self.network_fs is None
+
+    @property
+    def exact_lock(self) -> bool:
+        """Whether this backend has a cross-process lock, so the budget is never overshot."""
+        return self.backend == "postgresql" or self.sqlite_path is not None
+
+
+def parse_storage(text: str, mounts: str | None = None) -> StorageURL:
+    """``text`` as a ``StorageURL``; a URL SQLAlchemy cannot read is refused in one line.
+    ``mounts`` stands in for /proc/mounts (tests)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        raise _config_error(
+            f"storage {mask_url(text)!r} is not a database URL (e.g. sqlite:///fishopt.db or "
+            "postgresql+psycopg://USER@HOST/DB)"
+        ) from None
+    backend = url.get_backend_name().lower()
+    path = None
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+    return StorageURL(
+        text=text,
+        backend=backend,
+        sqlite_path=path,
+        masked=mask_url(text),
+        network_fs=network_filesystem(path, mounts) if path is not None else None,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where studies live and where derived files go."""
 
-    storage: str
+    storage: StorageURL
     cache_dir: Path
     artifacts_dir: Path
     data: str | None  # flag or FISHOPT_DATA; None means "decide from defaults"
 
 
-def resolve_storage(flag: str | None = None, env: dict[str, str] | None = None) -> str:
+def resolve_storage(flag: str | None = None, env: dict[str, str] | None = None) -> StorageURL:
+    """The storage URL from the flag, then ``FISHOPT_STORAGE``, then the default, parsed."""
     env = os.environ if env is None else env
-    return flag or env.get(ENV_STORAGE) or DEFAULT_STORAGE
+    return parse_storage(flag or env.get(ENV_STORAGE) or DEFAULT_STORAGE)
 
 
-def backend(url: str) -> str:
-    """'sqlite', 'postgresql', 'mysql', ... from a SQLAlchemy URL."""
-    return url.split(":", 1)[0].split("+", 1)[0].lower()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite:/// URL; None for other backends and in-memory DBs."""
-    if backend(url) != "sqlite":
-        return None
-    path = url.split("://", 1)[-1].removeprefix("/").split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
-
-
-def default_artifacts_dir(storage: str) -> Path:
+def default_artifacts_dir(storage: StorageURL) -> Path:
     """Artifacts sit beside a SQLite file, else in ./fishopt-artifacts."""
-    db = sqlite_path(storage)
+    db = storage.sqlite_path
     return db.parent / f"{db.stem}-artifacts" if db is not None else Path("fishopt-artifacts")
+
+
+# Filesystems where SQLite's locking is unreliable (and WAL is unsupported).
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.glusterfs",
+        "fuse.cephfs",
+    }
+)
+
+
+def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The filesystem type holding ``path`` if it is a network one (from /proc/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None  # not Linux: no cheap way to tell
+    target = path.expanduser().absolute()
+    best, best_type = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target.as_posix() + "/").startswith(point.rstrip("/") + "/") and len(point) > len(best):
+            best, best_type = point, parts[2]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None
 
 
 def resolve(
@@ -75,12 +158,14 @@ def resolve(
     )
 
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+# A password in a URL, well-formed or not (``scheme://user:pw@``, ``scheme:/user:pw@``): the one
+# pattern both masking and the list of secrets use.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*:?//?[^:/@\s]*:)(?P<pw>[^@\s]*)@")
 
 
 def mask_url(text: str) -> str:
     """Replace any password in URLs inside ``text`` with ***; used on every message we show."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
 
 
 # ------------------------------------------------------------------ heartbeats (many workers)
@@ -155,15 +240,17 @@ def resolve_heartbeat(
 
 # ------------------------------------------------------------------------------------ secrets
 
-_URL_PASSWORD = re.compile(r"[a-zA-Z0-9+.-]+:?//?[^:/@\s]*:(?P<pw>[^@\s]+)@")
 
-
-def secrets(url: str | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
+def secrets(
+    url: StorageURL | str | None = None, env: dict[str, str] | None = None
+) -> tuple[str, ...]:
     """Passwords that must never be shown: the storage URL's (even in a malformed URL),
     PGPASSWORD, which libpq reads when the URL has none, and the dashboard's password."""
     from urllib.parse import unquote
 
     env = os.environ if env is None else env
+    if isinstance(url, StorageURL):
+        url = url.text
     found: list[str] = []
     for text in (url, env.get(ENV_STORAGE)):
         if text:

@@ -32,6 +32,7 @@ from fishopt.config import (
     ENV_DASHBOARD_PASSWORD,
     ENV_DASHBOARD_PASSWORD_FILE,
     DashboardLogin,
+    StorageURL,
     mask_url,
 )
 from fishopt.errors import FishoptError
@@ -231,7 +232,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 @dataclass(frozen=True)
 class Dashboard:
-    url: str
+    url: StorageURL
     server: WSGIServer
     stop: threading.Event
     studies: int  # found at start; 0 often means a mistyped --storage
@@ -250,7 +251,7 @@ class Dashboard:
 
 
 def create(
-    url: str,
+    url: StorageURL,
     artifacts_dir: Path,
     host: str = "127.0.0.1",
     port: int = 8080,

@@ -96,13 +96,6 @@ def bootstrap_ci(
     return Interval(n, mean, sd, low, high)
 
 
-def iqm(values: Sequence[float | None]) -> float:
-    """Interquartile mean (Agarwal et al. 2021): the mean of the middle half, robust to one
-    diverged seed yet using more of the data than the median."""
-    xs = _finite(values)
-    return float(sps.trim_mean(xs, 0.25)) if xs else math.nan
-
-
 # ----------------------------------------------------------------------------- pairwise
 
 

@@ -215,7 +215,7 @@ def _cut_budget(url: str, name: str) -> int:
 
     storage = open_storage(url, heartbeat=False)
     st = optuna.load_study(study_name=name, storage=storage)
-    lock = locks.open_lock(storage, url, name)
+    lock = locks.open_lock(storage, storage.url, name)
     lock.acquire()
     try:
         budget = studies.tally(st.get_trials(deepcopy=False)).claimed + 1

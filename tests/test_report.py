@@ -16,6 +16,7 @@ from fake_studies import build as build_fake
 from optuna_dashboard import get_note
 from typer.testing import CliRunner
 
+from fishopt import config
 from fishopt.cli import app
 from fishopt.report import analyses
 from fishopt.report import tuned as report_tuned
@@ -41,7 +42,7 @@ def report_dir(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_optimizer_verdicts_follow_the_data(storage: str):
-    (s,) = load_studies(storage, ["optimizers"])
+    (s,) = load_studies(config.parse_storage(storage), ["optimizers"])
     a = analyses.analyse_optimizers(s.complete, s.spec)
     assert a.best == "Good"
     by = {c.other: c for c in a.comparisons}
@@ -57,7 +58,7 @@ def test_optimizer_verdicts_follow_the_data(storage: str):
 
 
 def test_tuned_analysis_follows_the_data(storage: str):
-    d, t = load_studies(storage, ["optimizers", "optimizers-tuned"])
+    d, t = load_studies(config.parse_storage(storage), ["optimizers", "optimizers-tuned"])
     a = report_tuned.analyse_tuned(t.trials, t.spec, d.complete)
     assert (a.default_best, a.tuned_best) == ("Good", "Bad")
     by = {r.optimizer: r for r in a.rows}
@@ -82,7 +83,7 @@ def test_tuned_analysis_follows_the_data(storage: str):
 
 
 def test_partial_tuned_study_says_what_is_missing(storage: str):
-    (t,) = load_studies(storage, ["optimizers-tuned-partial"])
+    (t,) = load_studies(config.parse_storage(storage), ["optimizers-tuned-partial"])
     a = report_tuned.analyse_tuned(t.trials, t.spec)
     assert a.missing == [
         "Same: 3 of 4 search trials finished (1 failed)",

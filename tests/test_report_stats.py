@@ -45,11 +45,6 @@ def test_bootstrap_ci_degenerate_cases():
     assert (same.low, same.high, same.sd) == (0.7, 0.7, 0.0)
 
 
-def test_iqm_drops_the_outer_quarters():
-    assert stats.iqm([0.0, 0.8, 0.9, 1.0]) == pytest.approx(0.85)
-    assert math.isnan(stats.iqm([]))
-
-
 # ----------------------------------------------------------------------------- pairwise
 
 

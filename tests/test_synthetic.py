@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from fishopt import data
-from fishopt.data import synthetic
+from fishopt.data import png, synthetic
 from fishopt.training.model import MLPSpec
 from fishopt.training.optim import OptimSpec
 from fishopt.training.train import TrainConfig, train
@@ -98,7 +98,7 @@ def test_fetch_without_credentials_says_what_is_missing(tmp_path: Path) -> None:
 def test_png_writer_round_trips_through_pillow() -> None:
     photo, mask = synthetic.render("Shrimp", 3, 0, (118, 89))
     for image in (photo, mask):
-        with Image.open(io.BytesIO(synthetic.encode_png(image))) as back:
+        with Image.open(io.BytesIO(png.encode_png(image))) as back:
             assert back.mode == image.mode
             assert np.array_equal(np.asarray(back), np.asarray(image))
 

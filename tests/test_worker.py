@@ -227,13 +227,13 @@ def test_open_storage_uses_the_heartbeat_settings(tmp_path: Path) -> None:
 def test_sqlite_warnings_name_postgresql(tmp_path: Path) -> None:
     mounts = f"server:/export {tmp_path} nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    (network,) = sqlite_warnings(url, 1, mounts=mounts)
+    (network,) = sqlite_warnings(config.parse_storage(url, mounts), 1)
     assert "network filesystem (nfs4)" in network and "PostgreSQL" in network
-    local = "/dev/sda1 / ext4 rw 0 0\n"
-    assert sqlite_warnings(url, 4, mounts=local) == []
-    (many,) = sqlite_warnings(url, 8, mounts=local)
+    local = config.parse_storage(url, "/dev/sda1 / ext4 rw 0 0\n")
+    assert sqlite_warnings(local, 4) == []
+    (many,) = sqlite_warnings(local, 8)
     assert "8 workers" in many and "postgresql+psycopg://" in many
-    assert sqlite_warnings("postgresql+psycopg://u@h/db", 50) == []
+    assert sqlite_warnings(config.parse_storage("postgresql+psycopg://u@h/db"), 50) == []
 
 
 def test_budget_is_recorded_in_the_study_for_later_workers(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_budget_is_recorded_in_the_study_for_later_workers(tmp_path: Path) -> No
 def test_claim_lock_is_exclusive_across_open_files(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'l.db'}"
     storage = open_storage(url, heartbeat=False)
-    a, b = locks.open_lock(storage, url, "s"), locks.open_lock(storage, url, "s")
+    a, b = locks.open_lock(storage, storage.url, "s"), locks.open_lock(storage, storage.url, "s")
     a.acquire()
     import fcntl
 

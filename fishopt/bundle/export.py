@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial
 from fishopt.bundle import artifacts
 from fishopt.bundle.card import model_card
 from fishopt.bundle.onnx import ONNX_TOLERANCE, sha256_file, write_onnx
-from fishopt.config import Settings, mask_url
+from fishopt.config import Settings
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_dir
 from fishopt.search import space, studies
@@ -184,7 +184,7 @@ def export_best(
         "source": {
             "study": st.study_name,
             "trial": trial.number,
-            "storage": mask_url(settings.storage),
+            "storage": settings.storage.masked,
             "params": dict(trial.params),
             "value": trial.value,
             "best_epoch": trial.user_attrs.get("best_epoch"),

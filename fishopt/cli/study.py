@@ -236,7 +236,7 @@ def studies_cmd(storage: StorageOpt = None) -> None:
     url = config.resolve_storage(storage)
     store = open_storage(url, heartbeat=False)
     names = studies.names(store)
-    table = Table(title=f"studies in {config.mask_url(url)}")
+    table = Table(title=f"studies in {url.masked}")
     for col in ("study", "trials", "complete", "pruned", "failed", "running", "best F1"):
         table.add_column(col, justify="left" if col == "study" else "right")
     for name in names:
@@ -251,7 +251,7 @@ def studies_cmd(storage: StorageOpt = None) -> None:
             str(tally.running),
             _fmt(best.value) if best is not None else "-",
         )
-    console.print(table if names else f"no studies in {config.mask_url(url)}")
+    console.print(table if names else f"no studies in {url.masked}")
 
 
 @app.command("show")

@@ -64,9 +64,9 @@ def dashboard_cmd(
         read_only=read_only,
     )
     if dash.studies == 0:
-        err.print(f"[yellow]no studies in {config.mask_url(settings.storage)} yet[/yellow]")
+        err.print(f"[yellow]no studies in {settings.storage.masked} yet[/yellow]")
     err.print(
-        f"optuna-dashboard for {config.mask_url(settings.storage)} (artifacts "
+        f"optuna-dashboard for {settings.storage.masked} (artifacts "
         f"{settings.artifacts_dir}) at {dash.address} ; Ctrl-C stops it",
         soft_wrap=True,
     )

@@ -24,11 +24,6 @@ import functools
 import hashlib
 import math
 import os
-import re
-import shutil
-import struct
-import tempfile
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +33,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from fishopt.data.png import encode_png
 from fishopt.data.preprocess import to_gray_array
+from fishopt.files import atomic_dir
 
 KAGGLE_SPECIES: tuple[str, ...] = (
     "Black Sea Sprat",
@@ -86,7 +83,6 @@ SPECIES: dict[str, Species] = {
 
 COPIES_PER_ORIGINAL = 20  # images per original photo, as in the Kaggle set's augmentation
 DRAW_WIDTH = 160  # originals are drawn at most this wide, then resampled to the output size
-ORIGINAL_NAME = re.compile(r"-orig(\d+)$")  # in a file stem: which original an image copies
 
 
 def original_of(index: int) -> int:
@@ -324,36 +320,6 @@ def render(
     return photo, mask
 
 
-def encode_png(image: Image.Image, level: int = 1) -> bytes:
-    """An 8-bit grey or RGB image as PNG bytes, every row with PNG's "Up" filter.
-
-    Pillow tries all five PNG filters on every row, which took as long as the compression
-    itself; on these smooth photos "Up" alone compresses as well, so writing the set takes
-    about half the time. Any PNG reader (Pillow, libspng) decodes the result.
-    """
-    arr = np.asarray(image)
-    colour = {"L": 0, "RGB": 2}[image.mode]
-    height, width = arr.shape[:2]
-    rows = arr.reshape(height, -1)
-    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
-    filtered[:, 0] = 2  # filter type Up: each byte minus the one above it, modulo 256
-    filtered[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
-    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(filtered, level)),
-            _chunk(b"IEND", b""),
-        )
-    )
-
-
-def _chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-
 def _pattern(
     draw: ImageDraw.ImageDraw,
     kind: str,
@@ -442,15 +408,15 @@ def generate_with_features(
     final = out / "Fish_Dataset"
     if final.is_dir():
         return final, None
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".fish-tmp-", dir=out))
-    try:
+    vectors: dict[str, np.ndarray] = {}
+    # Built in a temporary sibling and renamed into place; a ``--jobs`` sibling that wrote the
+    # same set first (same seed, same bytes) wins the rename, and its copy serves as well.
+    with atomic_dir(final) as tmp:
         for sp in species:
             (tmp / sp / sp).mkdir(parents=True)
             (tmp / sp / f"{sp} GT").mkdir(parents=True)
         jobs = [(tmp, sp, i, seed, size, features) for sp in species for i in range(per_class)]
         workers = workers or min(len(jobs), os.cpu_count() or 1)
-        vectors: dict[str, np.ndarray] = {}
         with contextlib.ExitStack() as stack:
             if workers <= 1 or len(jobs) < 32:
                 results = map(_write_one, jobs)
@@ -462,13 +428,4 @@ def generate_with_features(
                     vectors[result[0]] = result[1]
                 if progress:
                     progress(done, len(jobs))
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            # Another process (a `--jobs` sibling) wrote the same set first: same seed, same
-            # bytes, so its copy serves, and so do these features.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final, (vectors if features is not None else None)

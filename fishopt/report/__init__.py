@@ -3,6 +3,11 @@
 ``build(url, names, out)`` writes ``index.html`` (the studies compared), one ``<study>.html``
 per study, ``summary.md`` and ``figures/*.png`` (for the Markdown). Files are written to temp
 names and renamed into place, so an interrupted report never leaves half a page.
+
+``load`` (studies -> ``StudyData``) -> ``analyses`` and ``tuned`` (tables and findings from
+trials) -> ``plots`` (figures) -> ``cells`` (shared table cells), ``page_tuned``, ``pages``
+(one page per study) and ``comparison`` (the studies side by side); ``doc`` renders a page to
+HTML and Markdown. The statistics they use are ``fishopt.stats``.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.files import write_bytes
 from fishopt.report.comparison import comparison_page, finding
@@ -26,7 +32,7 @@ class Written:
     findings: list[str]  # one line per study, as on the comparison page
 
 
-def build(url: str, names: list[str], out: Path) -> Written:
+def build(url: StorageURL, names: list[str], out: Path) -> Written:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FishoptError(f"--out {out} is a file; give a folder for the report")

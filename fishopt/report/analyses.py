@@ -27,8 +27,6 @@ from fishopt.stats import (
     welch_p,
 )
 
-METRICS = ("train_acc", "valid_acc", "train_f1", "valid_f1", "train_loss", "valid_loss")
-
 
 def _mean(xs: Sequence[float | None]) -> float:
     vals = [float(x) for x in xs if x is not None and math.isfinite(float(x))]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.config import mask_url, sqlite_path
+from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.search import studies as stored
 from fishopt.search.studies import ATTR
@@ -37,12 +37,12 @@ class StudyData:
         return sum(t.state == state for t in self.trials)
 
 
-def load_studies(url: str, names: list[str]) -> list[StudyData]:
+def load_studies(url: StorageURL, names: list[str]) -> list[StudyData]:
     """Load the named studies; an unknown name is refused with the names that exist."""
-    path = sqlite_path(url)
+    path = url.sqlite_path
     if path is not None and not path.exists():
         # Opening would create an empty database: a report must not leave files behind.
-        raise FishoptError(f"no database at {path} (storage {mask_url(url)})")
+        raise FishoptError(f"no database at {path} (storage {url.masked})")
     storage = open_storage(url, heartbeat=False)
     existing = stored.names(storage)
     missing = [n for n in names if n not in existing]

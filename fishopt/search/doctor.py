@@ -17,7 +17,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from fishopt import config
-from fishopt.config import backend
 from fishopt.search import claim, studies
 from fishopt.storage import fence, heartbeats, reads
 from fishopt.storage.connect import open_storage
@@ -38,11 +37,11 @@ class Report:
 
 
 def examine(
-    url: str, hb: config.Heartbeat, name: str | None = None, *, fix: bool = False
+    url: config.StorageURL, hb: config.Heartbeat, name: str | None = None, *, fix: bool = False
 ) -> Report:
     report = Report()
     storage = open_storage(url, heartbeat=hb)
-    report.say(f"storage {config.mask_url(url)} ({backend(url)})")
+    report.say(f"storage {url.masked} ({url.backend})")
     report.say(f"heartbeat settings used here: {hb.describe()}")
     report.say(
         f"  (workers read {config.ENV_HEARTBEAT_INTERVAL}, {config.ENV_GRACE_PERIOD}, "

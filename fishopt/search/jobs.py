@@ -56,14 +56,14 @@ def run_jobs(opts: Options, jobs: int, log: Log, keep_model: KeepModel | None = 
     """Start ``jobs`` workers on this machine, wait for them; the first non-zero exit code.
     ``keep_model`` is handed to each child's loop (a module-level function: it is pickled)."""
     url = config.resolve_storage(opts.storage)
-    if config.backend(url) == "sqlite" and config.sqlite_path(url) is None:
+    if url.backend == "sqlite" and url.sqlite_path is None:
         raise FishoptError(
             f"--jobs {jobs}: an in-memory SQLite database cannot be shared between processes; "
             "use a file (sqlite:///fishopt.db) or PostgreSQL"
         )
     open_storage(url, heartbeat=False)  # the tables, made once, before the children race for it
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
-    child_opts = replace(opts, storage=url, threads=threads)
+    child_opts = replace(opts, storage=url.text, threads=threads)
     for warning in sqlite_warnings(url, jobs):
         log(f"warning: {warning}")
     log(f"starting {jobs} workers x {threads} torch thread(s)")

@@ -321,7 +321,7 @@ def run_worker(
     session.storage.retry_for = session.heartbeat.interval
     session.storage.on_reconnect = log
     log(
-        f"joined study {session.study.study_name!r} in {mask_url(session.settings.storage)}: "
+        f"joined study {session.study.study_name!r} in {session.settings.storage.masked}: "
         f"budget {session.budget}, {session.heartbeat.describe()}, "
         f"{torch_threads()} torch threads"
         + (f", {session.requeued} interrupted trial(s) queued again" if session.requeued else "")

@@ -246,7 +246,7 @@ def open_session(
     finally:
         lock.release()
     notes = sqlite_warnings(settings.storage, running + 1)
-    if not locks.exact(settings.storage):
+    if not settings.storage.exact_lock:
         notes.append(
             "this storage has no cross-process lock; the budget may be overshot by up to "
             "workers - 1 trials. PostgreSQL or a local SQLite file avoid this."

@@ -1,7 +1,7 @@
 """Study specs: ``studies/<name>.toml`` loaded and validated once, into frozen data.
 
 A spec says *what to search* (keras-tuner's HyperModel side); ``space`` turns it into trial
-parameters and ``study`` runs it. Every mistake is reported with the file, the key and the
+parameters and ``loop`` runs it. Every mistake is reported with the file, the key and the
 allowed values, so nothing downstream needs to re-check.
 """
 

@@ -14,7 +14,7 @@ import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.config import mask_url
+from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.storage import fence, reads
 
@@ -26,16 +26,16 @@ def names(storage: BaseStorage) -> list[str]:
     return optuna.study.get_all_study_names(storage)
 
 
-def missing_error(wanted: Iterable[str], storage: BaseStorage, url: str) -> FishoptError:
+def missing_error(wanted: Iterable[str], storage: BaseStorage, url: StorageURL) -> FishoptError:
     """The one wording of "no such study", naming the studies that do exist."""
     there = names(storage)
     return FishoptError(
-        f"no study {', '.join(map(repr, wanted))} in {mask_url(url)}; studies there: "
+        f"no study {', '.join(map(repr, wanted))} in {url.masked}; studies there: "
         f"{', '.join(there) or 'none'}"
     )
 
 
-def load(name: str, storage: BaseStorage, url: str) -> optuna.Study:
+def load(name: str, storage: BaseStorage, url: StorageURL) -> optuna.Study:
     """An existing study, or a one-line error naming the ones that exist."""
     try:
         return optuna.load_study(study_name=name, storage=storage)

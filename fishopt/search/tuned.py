@@ -26,6 +26,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from fishopt.search.studies import FINISHED, best_completed
+from fishopt.storage import fence
 
 KIND = "optimizers-tuned"
 SEARCH, CONFIRM = "search", "confirm"
@@ -251,33 +252,14 @@ def _queued_optimizer(t: FrozenTrial) -> str | None:
 # ------------------------------------------------------------------ one sampler per optimizer
 
 
-class _OneOptimizer:
+def _one_optimizer(study: optuna.Study, name: str) -> fence.FilteredStudy:
     """A study as one optimizer's sampler sees it: only that optimizer's search trials."""
-
-    def __init__(self, study: optuna.Study, name: str) -> None:
-        self._study = study
-        self._name = name
-
-    def _keep(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        return [
-            t
-            for t in trials
-            if phase_of(t) == SEARCH
-            and (t.params.get("optimizer") or _queued_optimizer(t)) == self._name
-        ]
-
-    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return self._keep(self._study._get_trials(*args, **kwargs))
-
-    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return self._keep(self._study.get_trials(*args, **kwargs))
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._study, attr)
+    return fence.FilteredStudy(
+        study,
+        lambda t: (
+            phase_of(t) == SEARCH and (t.params.get("optimizer") or _queued_optimizer(t)) == name
+        ),
+    )
 
 
 class PerOptimizerSampler(BaseSampler):
@@ -292,7 +274,7 @@ class PerOptimizerSampler(BaseSampler):
         name = trial.params.get("optimizer") or _queued_optimizer(trial) or "?"
         if name not in self._samplers:
             self._samplers[name] = self._make(name)
-        return self._samplers[name], _OneOptimizer(study, name)
+        return self._samplers[name], _one_optimizer(study, name)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial

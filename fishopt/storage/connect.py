@@ -17,16 +17,11 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from fishopt import config
-from fishopt.config import backend, mask_url
+from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.storage import fence
 from fishopt.storage.rdb import Storage
-from fishopt.storage.sqlite import (
-    SQLITE_BUSY_TIMEOUT,
-    local_sqlite,
-    prepare_sqlite,
-    sqlite_fast_commits,
-)
+from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
 
 # Errors from several processes creating the same tables at once; worth another try.
 _TRANSIENT = (
@@ -39,10 +34,10 @@ _TRANSIENT = (
 )
 
 
-def engine_kwargs(url: str) -> dict:
-    if backend(url) == "sqlite":
+def engine_kwargs(url: StorageURL) -> dict:
+    if url.backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    if backend(url) == "postgresql":
+    if url.backend == "postgresql":
         # Each worker needs about two connections (trial + heartbeat thread); a small pool per
         # process keeps N workers under max_connections (100 by default) with room to spare.
         return {
@@ -77,25 +72,30 @@ def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
     }
 
 
-def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
+def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
     """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
 
-    ``heartbeat=True`` takes the settings from the environment (``config.resolve_heartbeat``).
-    Opening is retried a few times when several workers create the tables at once.
+    ``url`` is parsed at the edge (``config.resolve_storage``); a plain string, as library
+    callers and tests pass, is parsed here once. ``heartbeat=True`` takes the settings from the
+    environment (``config.resolve_heartbeat``). Opening is retried a few times when several
+    workers create the tables at once.
     """
+    if isinstance(url, str):
+        url = config.parse_storage(url)
     hb = config.resolve_heartbeat() if heartbeat is True else heartbeat
     kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
-    if backend(url) == "sqlite":
+    if url.backend == "sqlite":
         prepare_sqlite(url)
     for attempt in range(5):
         try:
-            storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
-            if backend(url) == "sqlite" and local_sqlite(url):
+            storage = Storage(url.text, engine_kwargs=engine_kwargs(url), **kwargs)
+            storage.url = url
+            if url.local_sqlite:
                 sqlite_fast_commits(storage)
             return storage
         except ImportError as exc:
             raise FishoptError(
-                f"storage {mask_url(url)}: driver missing ({exc.name}); for "
+                f"storage {url.masked}: driver missing ({exc.name}); for "
                 "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
             ) from None
         except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
@@ -105,6 +105,8 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Stor
                 continue
             first = text.splitlines()[0] if text else type(exc).__name__
             raise FishoptError(
-                config.redact(f"cannot open storage {mask_url(url)}: {first}", config.secrets(url))
+                config.redact(
+                    f"cannot open storage {url.masked}: {first}", config.secrets(url.text)
+                )
             ) from None
     raise AssertionError("unreachable")

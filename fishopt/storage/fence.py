@@ -12,6 +12,7 @@ passed on.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.storages._cached_storage", "_CachedStorage._backend"),
     ("optuna.study", "Study._storage"),
     ("optuna.study", "Study._study_id"),
+    ("optuna.study", "Study._get_trials"),
     ("optuna.trial", "Trial._trial_id"),
     ("optuna.trial", "Trial._cached_frozen_trial"),
     ("optuna.trial", "FrozenTrial._trial_id"),
@@ -147,3 +149,28 @@ class TrialRef:
 
 def trial_ref(study: optuna.Study, trial: FrozenTrial) -> TrialRef:
     return TrialRef(study._storage, study, trial._trial_id)
+
+
+class FilteredStudy:
+    """A study as a sampler should see it: only the trials ``keep`` accepts.
+
+    Optuna's samplers read a study's trials through ``get_trials`` and its private
+    ``_get_trials``; both are filtered here, everything else is the study's own.
+    """
+
+    def __init__(self, study: optuna.Study, keep: Callable[[FrozenTrial], bool]) -> None:
+        self._study = study
+        self._keep = keep
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [t for t in self._study._get_trials(*args, **kwargs) if self._keep(t)]
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(*args, **kwargs) if self._keep(t)]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._study, attr)

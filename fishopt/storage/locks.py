@@ -19,7 +19,7 @@ from typing import Protocol
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from fishopt.config import backend, sqlite_path
+from fishopt.config import StorageURL
 
 
 class Lock(Protocol):
@@ -94,15 +94,10 @@ class ThreadLock:
             self._lock.release()
 
 
-def open_lock(storage: RDBStorage, url: str, study_name: str) -> Lock:
-    if backend(url) == "postgresql":
+def open_lock(storage: RDBStorage, url: StorageURL, study_name: str) -> Lock:
+    if url.backend == "postgresql":
         return PostgresLock(storage.engine, study_name)
-    path = sqlite_path(url)
+    path = url.sqlite_path
     if path is not None:
         return FileLock(path.with_name(path.name + ".fishopt-lock"))
     return ThreadLock()
-
-
-def exact(url: str) -> bool:
-    """Whether this backend guarantees the budget is never overshot."""
-    return backend(url) == "postgresql" or sqlite_path(url) is not None

@@ -21,6 +21,7 @@ from optuna.distributions import (
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from fishopt.config import StorageURL
 from fishopt.storage import fence, statements
 from fishopt.storage.fence import models
 from fishopt.storage.owned import Owned
@@ -38,6 +39,7 @@ class Storage(RDBStorage):
       again, and ``heartbeat_failing_since`` tells the trial loop to stop.
     """
 
+    url: StorageURL  # as parsed at the edge; set by ``connect.open_storage``
     retry_for: float = 0.0  # seconds to retry a call on a dropped connection (0: never)
     on_reconnect: Callable[[str], None] | None = None
     _down_since: float | None = None  # monotonic time of the first dropped call, until one works

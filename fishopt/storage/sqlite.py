@@ -4,50 +4,19 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 from optuna.storages import RDBStorage
 
-from fishopt.config import backend, sqlite_path
+from fishopt.config import StorageURL
 
 SQLITE_BUSY_TIMEOUT = 120  # seconds a writer waits for another process's lock
 SQLITE_MAX_WORKERS = 4  # beyond this many processes, SQLite's single writer lock dominates
-# Filesystems where SQLite's locking is unreliable (and WAL is unsupported).
-NETWORK_FILESYSTEMS = frozenset(
-    {
-        "nfs",
-        "nfs4",
-        "cifs",
-        "smb3",
-        "smbfs",
-        "9p",
-        "afs",
-        "ceph",
-        "glusterfs",
-        "lustre",
-        "gpfs",
-        "beegfs",
-        "davfs",
-        "fuse.sshfs",
-        "fuse.s3fs",
-        "fuse.gcsfuse",
-        "fuse.rclone",
-        "fuse.glusterfs",
-        "fuse.cephfs",
-    }
-)
 
 
-def local_sqlite(url: str) -> bool:
-    """A SQLite file in an existing local folder: WAL needs local shared memory."""
-    path = sqlite_path(url)
-    return path is not None and path.parent.is_dir() and network_filesystem(path) is None
-
-
-def prepare_sqlite(url: str) -> None:
+def prepare_sqlite(url: StorageURL) -> None:
     """Write-ahead logging: readers (the dashboard) never block the workers' writes."""
-    path = sqlite_path(url)
-    if path is None or not local_sqlite(url):
+    path = url.sqlite_path
+    if path is None or not url.local_sqlite:
         return  # nothing to prepare (Optuna reports a bad path)
     try:
         with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as conn:
@@ -56,32 +25,12 @@ def prepare_sqlite(url: str) -> None:
         pass  # a read-only or odd file: Optuna's own error below says what is wrong
 
 
-def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
-    """The filesystem type holding ``path`` if it is a network one (from /proc/mounts)."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return None  # not Linux: no cheap way to tell
-    target = path.expanduser().absolute()
-    best, best_type = "", ""
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        point = parts[1].replace("\\040", " ")
-        if (target.as_posix() + "/").startswith(point.rstrip("/") + "/") and len(point) > len(best):
-            best, best_type = point, parts[2]
-    return best_type if best_type in NETWORK_FILESYSTEMS else None
-
-
-def sqlite_warnings(url: str, workers: int, mounts: str | None = None) -> list[str]:
+def sqlite_warnings(url: StorageURL, workers: int) -> list[str]:
     """Why this SQLite URL is a poor fit for ``workers`` processes; empty when it is fine."""
-    if backend(url) != "sqlite":
+    if url.backend != "sqlite":
         return []
     out = []
-    path = sqlite_path(url)
-    fs = network_filesystem(path, mounts) if path is not None else None
+    path, fs = url.sqlite_path, url.network_fs
     if fs is not None:
         out.append(
             f"{path} is on a network filesystem ({fs}); SQLite's file locks are unreliable "

@@ -33,9 +33,7 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-# Hyperparameters a study may set beyond lr/weight_decay/momentum, by their trial-parameter
-# names; pairs that torch takes as one tuple are joined (betas, etas).
-OPTIONS = ("beta1", "beta2", "eps", "rho", "alpha", "lambd", "t0", "eta_minus", "eta_plus")
+# Pairs of trial parameters that torch takes as one tuple (betas, etas).
 _PAIRS = {"betas": ("beta1", "beta2"), "etas": ("eta_minus", "eta_plus")}
 
 
@@ -45,7 +43,7 @@ class OptimSpec:
     lr: float | None = None  # None: torch's default for this optimizer
     weight_decay: float | None = None  # None: torch's default
     momentum: float | None = None  # only for optimizers that take it
-    options: tuple[tuple[str, float], ...] = ()  # (name in OPTIONS, value); others: defaults
+    options: tuple[tuple[str, float], ...] = ()  # (trial-parameter name, value); others: defaults
 
     def torch_kwargs(self) -> dict:
         """The keyword arguments this spec sets, for the torch class (unset: its default)."""
