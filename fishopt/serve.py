@@ -57,8 +57,9 @@ ENV_THREADS = "FISHOPT_SERVE_THREADS"
 WORKER_FACTORY = "fishopt.serve:app_from_env"
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start: the parent stops too
 
-# Keys of model.json's "source" that stay in the bundle and are never served.
-PRIVATE_SOURCE_KEYS = frozenset({"storage"})
+# Keys of model.json's "source" that stay in the bundle and are never served: where the
+# study and its images live on the owner's machines (a database host, a folder path).
+PRIVATE_SOURCE_KEYS = frozenset({"storage", "data_source"})
 
 
 @dataclass(frozen=True)

@@ -191,18 +191,24 @@ def test_model_health_and_docs(server: Server, exported: dict) -> None:
     assert page.status_code == 200 and 'type="file"' in page.text
 
 
-def test_the_storage_location_stays_in_the_bundle(server: Server, exported: dict) -> None:
-    """The owner's bundle records where the study lives; nothing served says it."""
+def test_storage_and_data_locations_stay_in_the_bundle(server: Server, exported: dict) -> None:
+    """The owner's bundle records where the study and its images live; nothing served says
+    it (a database host or a folder path on the owner's machine)."""
     meta = json.loads((exported["bundle"] / "model.json").read_text())
     storage = meta["source"]["storage"]
     db_path = exported["storage"].removeprefix("sqlite:///")
     assert storage and db_path in storage  # the bundle keeps it, for its owner
     model = httpx.get(f"{server.url}/model")
     assert "storage" not in model.json()["source"]
+    assert meta["source"]["data_source"]  # the bundle keeps the data's location too
+    assert "data_source" not in model.json()["source"]
+    assert meta["source"]["data_source"] not in model.text
     assert model.json()["source"]["trial"] == meta["source"]["trial"]
     card = httpx.get(f"{server.url}/card")
     assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
     assert card.text == (exported["bundle"] / serve.CARD).read_text()
+    if "/" in meta["source"]["data_source"]:
+        assert meta["source"]["data_source"] not in card.text
     assert f"trial {meta['source']['trial']}" in card.text
     for r in (model, card, httpx.get(f"{server.url}/openapi.json")):
         assert db_path not in r.text and Path(db_path).name not in r.text

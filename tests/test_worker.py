@@ -52,9 +52,10 @@ def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.mark.slow
-def test_study_jobs_3_on_sqlite_share_one_study_exactly(
-    tiny_fish: Path, fish_cache: Path, tmp_path: Path
-) -> None:
+def test_study_jobs_3_on_sqlite_share_one_study_exactly(tiny_fish: Path, tmp_path: Path) -> None:
+    """Three children share one study, and the data: decoded once, by the parent, into an empty
+    cache, then read from it by every child."""
+    fish_cache = tmp_path / "fresh-cache"
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     spec = spec_file(tmp_path, epochs=2, n_trials=6)
     w = start(
@@ -76,6 +77,7 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(
     assert wait_exit([w]) == [0], w.output()
     out = w.output()
     assert "starting 3 workers" in out
+    assert out.count("data from cache") == 3, out
     assert "Traceback" not in out and "locked" not in out, out
     ts = trials(url, "tiny")
     check_study(ts, budget=6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import PurePath
 
 from fishopt.stats import with_interval
 
@@ -48,8 +49,8 @@ def model_card(meta: dict) -> str:
         f"- study `{src['study']}`, trial {src['trial']}, seed {src['seed']}, "
         f"best epoch {src['best_epoch']}",
         "- params: " + ", ".join(f"`{k}={v}`" for k, v in src["params"].items()),
-        f"- data: {src['data_source']} (fingerprint `{src['data_fingerprint']}`), split "
-        f"{_split_text(src['split'])}",
+        f"- data: {_data_name(src['data_source'])} "
+        f"(fingerprint `{src['data_fingerprint']}`), split {_split_text(src['split'])}",
         f"- weights: {meta['weights_origin']}; sha256 `{meta['weights']['sha256']}`",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
@@ -106,3 +107,11 @@ def held_out_text(test: dict) -> str:
     acc = with_interval(test["accuracy"], *test.get("accuracy_ci95", (math.nan, math.nan)))
     f1 = with_interval(test["macro_f1"], *test.get("macro_f1_ci95", (math.nan, math.nan)))
     return f"accuracy {acc} (Wilson), macro-F1 {f1} (bootstrap over test images)"
+
+
+def _data_name(source: str | None) -> str:
+    """The data's name without the folders above it: the card is served, and a path on the
+    owner's machine is not the reader's business (model.json keeps the whole path)."""
+    if not source:
+        return "?"
+    return PurePath(source).name if "/" in source or "\\" in source else source

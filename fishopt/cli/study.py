@@ -186,18 +186,24 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
         title += f" (top {rows} of {len(groups)})"
     table = Table(title=title)
     table.add_column(by, overflow="fold", ratio=1)
-    for col in ("done", "prun/fail", "mean F1", "sd", "best F1", "test F1"):
+    # A search (each configuration run once) has no mean, spread or best to tell apart: its
+    # table gives the label the room, so a row of the full study stays on one or two lines.
+    repeated = any(r.complete > 1 for r in groups)
+    if repeated:
+        columns = ("done", "prun/fail", "mean F1", "sd", "best F1", "test F1")
+    else:
+        columns = ("prun/fail", "valid F1", "test F1")
+    for col in columns:
         table.add_column(col, justify="right", no_wrap=True)
     for r in groups[:rows]:
-        table.add_row(
-            r.label,
-            str(r.complete),
-            f"{r.pruned}/{r.failed}",
-            _fmt(r.mean),
-            _fmt(r.std),
-            _fmt(r.best),
-            _fmt(r.test_f1),
-        )
+        done = f"{r.pruned}/{r.failed}"
+        if repeated:
+            # A spread needs two runs: one run shows "-", not a misleading 0.000.
+            sd = _fmt(r.std) if r.complete > 1 else "-"
+            cells = [str(r.complete), done, _fmt(r.mean), sd, _fmt(r.best), _fmt(r.test_f1)]
+        else:
+            cells = [done, _fmt(r.best), _fmt(r.test_f1)]
+        table.add_row(r.label, *cells)
     if len(groups) > rows:
         table.caption = f"{len(groups) - rows} more; see `fishopt show {st.study_name}`"
     return table

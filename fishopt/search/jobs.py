@@ -22,7 +22,7 @@ import optuna
 
 from fishopt import config
 from fishopt.errors import FishoptError
-from fishopt.search.session import Options
+from fishopt.search.session import Options, prepare_data
 from fishopt.storage.connect import open_storage
 from fishopt.storage.sqlite import sqlite_warnings
 
@@ -61,7 +61,8 @@ def run_jobs(opts: Options, jobs: int, log: Log, keep_model: KeepModel | None = 
             f"--jobs {jobs}: an in-memory SQLite database cannot be shared between processes; "
             "use a file (sqlite:///fishopt.db) or PostgreSQL"
         )
-    open_storage(url, heartbeat=False)  # the tables, made once, before the children race for it
+    storage = open_storage(url, heartbeat=False)  # the tables, made once, before the children
+    prepare_data(opts, storage, log)  # the data too: decoded once, read from the cache by each
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = replace(opts, storage=url.text, threads=threads)
     for warning in sqlite_warnings(url, jobs):

@@ -323,7 +323,8 @@ def run_worker(
     log(
         f"joined study {session.study.study_name!r} in {session.settings.storage.masked}: "
         f"budget {session.budget}, {session.heartbeat.describe()}, "
-        f"{torch_threads()} torch threads"
+        f"{torch_threads()} torch threads, data "
+        + ("from cache" if session.cache_hit else f"decoded in {session.load_seconds:.0f}s")
         + (f", {session.requeued} interrupted trial(s) queued again" if session.requeued else "")
     )
     if on_session is not None:

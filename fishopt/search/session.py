@@ -254,6 +254,16 @@ def open_session(
     return Session(opts, settings, hb, storage, ctx, st, lock, hit, seconds, requeued, notes)
 
 
+def prepare_data(opts: Options, storage: Storage, log: Log) -> None:
+    """Generate and decode the study's data once, into the cache, before ``--jobs`` children
+    start: each child then reads the cache instead of generating the same set at once."""
+    settings = config.resolve(cache_dir=opts.cache_dir)
+    spec = spec_for(opts, storage)
+    source, how = data.choose_source(opts.data, settings.data)
+    log(how)
+    data.load(source, settings.cache_dir, spec.image_size, strict=opts.strict)
+
+
 def open_existing(
     name: str,
     settings: config.Settings,
