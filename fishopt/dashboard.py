@@ -15,6 +15,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import json
 import logging
 import socketserver
 import threading
@@ -84,6 +85,45 @@ def check_host(host: str, allow_remote: bool, login: DashboardLogin | None) -> s
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
+# What ``--read-only`` hides in optuna-dashboard's pages (0.21): the controls that change a study,
+# by their accessible label or their exact text. The server refuses those requests anyway
+# (405); hiding the controls saves a reader from buttons that can only fail.
+_READ_ONLY_LABELS = ("delete study", "rename study", "delete artifact", "skip trial")
+_READ_ONLY_TEXTS = (
+    "Create",
+    "New Study",
+    "Delete study",
+    "Delete artifact",
+    "Delete",
+    "Rename",
+    "Edit",
+    "Fail Trial",
+    "Upload",
+    "Upload a New File",
+    "Upload a New Image",
+    "Insert an image",
+    "Save",
+    "Submit",
+    "Remove",
+)
+# Served by ``Guard``: the page's CSP allows scripts from its own origin only, so the script is
+# a file of the site, not inline.
+READ_ONLY_SCRIPT_PATH = "/fishopt/read-only.js"
+READ_ONLY_SCRIPT = (
+    "(function(){"
+    f"var T=new Set({json.dumps(list(_READ_ONLY_TEXTS))});"
+    "function hide(){document.querySelectorAll('button,[role=menuitem]').forEach(function(e){"
+    "if(T.has((e.textContent||'').trim()))e.setAttribute('data-fishopt-read-only','');});}"
+    "new MutationObserver(hide).observe(document.documentElement,"
+    "{childList:true,subtree:true,characterData:true});hide();})();\n"
+)
+READ_ONLY_SNIPPET = (
+    "<style>"
+    + ",".join(f'[aria-label="{label}"]' for label in _READ_ONLY_LABELS)
+    + ",[data-fishopt-read-only]{display:none!important}</style>"
+    + f'<script src="{READ_ONLY_SCRIPT_PATH}"></script>'
+)
+
 
 def _reply(
     start_response: StartResponse, status: str, text: str, headers: list[tuple[str, str]]
@@ -141,7 +181,47 @@ class Guard:
                 "fishopt dashboard is read-only (started with --read-only)",
                 [("Allow", "GET, HEAD")],
             )
+        if self.read_only:
+            if environ.get("PATH_INFO") == READ_ONLY_SCRIPT_PATH:
+                body = READ_ONLY_SCRIPT.encode()
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "text/javascript; charset=utf-8"),
+                        ("Content-Length", str(len(body))),
+                    ],
+                )
+                return [body]
+            return _with_snippet(self.app, environ, start_response, READ_ONLY_SNIPPET)
         return self.app(environ, start_response)
+
+
+def _with_snippet(
+    app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse, snippet: str
+) -> Iterable[bytes]:
+    """``app``'s answer, with ``snippet`` placed before ``</head>`` of an HTML page (the page is
+    a few KB; every other answer passes through untouched)."""
+    seen: dict = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info=None):  # type: ignore[no-untyped-def]
+        seen.update(status=status, headers=headers, exc_info=exc_info)
+        return lambda _data: None
+
+    body = app(environ, capture)
+    headers = seen.get("headers", [])
+    html = any(k.lower() == "content-type" and "text/html" in v for k, v in headers)
+    if not html:
+        start_response(seen["status"], headers, seen.get("exc_info"))
+        return body
+    try:
+        page = b"".join(body)
+    finally:
+        if hasattr(body, "close"):
+            body.close()
+    page = page.replace(b"</head>", snippet.encode() + b"</head>", 1)
+    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    start_response(seen["status"], [*headers, ("Content-Length", str(len(page)))])
+    return [page]
 
 
 # -------------------------------------------------------------------------------- notes sync

@@ -247,6 +247,15 @@ def _start(
     raise AssertionError(f"dashboard did not start: {log.read_text()}")
 
 
+# Whether each button that changes studies (create, rename, delete) is visible on the page
+# (offsetParent is null when it is hidden).
+WRITE_BUTTONS = (
+    "Array.from(document.querySelectorAll('button')).filter(b => b.textContent.trim() === "
+    "'Create' || ['rename study', 'delete study'].includes(b.getAttribute('aria-label')))"
+    ".map(b => b.offsetParent !== null)"
+)
+
+
 @pytest.mark.slow
 def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path):
     proc, address = _start(storage, tmp_path)
@@ -257,6 +266,8 @@ def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path
         names = ["optimizers", "widths", "depth", "full"]
         check = " && ".join(f"document.body.innerText.includes({n!r})" for n in names)
         assert browser.wait_for(check)
+        shown = browser.eval(WRITE_BUTTONS)
+        assert len(shown) >= 3 and all(shown)  # writable: create, rename and delete show
         st_id = optuna.load_study(study_name="widths", storage=storage)._study_id
         browser.goto(f"{address}/studies/{st_id}/note")
         assert browser.wait_for(
@@ -347,7 +358,7 @@ def test_curl_gets_401_without_the_login_and_200_with_it(guarded: str, storage: 
 
 
 @pytest.mark.slow
-def test_chromium_asks_for_the_login_and_shows_studies_after_it(guarded: str):
+def test_chromium_asks_for_the_login_and_read_only_hides_the_write_buttons(guarded: str):
     browser = Browser()
     try:
         browser.answer_logins(None)  # the person dismisses the login prompt
@@ -357,6 +368,9 @@ def test_chromium_asks_for_the_login_and_shows_studies_after_it(guarded: str):
         browser.answer_logins(("fishopt", PASSWORD))  # the person types the login
         browser.goto(guarded)
         assert browser.wait_for("document.body.innerText.includes('widths')")
+        # --read-only: the controls that would change a study are hidden, not just refused.
+        shown = browser.eval(WRITE_BUTTONS)
+        assert len(shown) >= 3 and not any(shown)
         # The page's own API calls carry the remembered login; a write is refused.
         status = browser.eval("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
         assert status == 405
