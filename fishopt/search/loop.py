@@ -37,6 +37,7 @@ from fishopt.search.objective import TrainedHook, objective, repeat_callback
 from fishopt.search.session import Options, Progress, Session, open_session
 from fishopt.search.studies import origin_number
 from fishopt.storage import fence, heartbeats, locks
+from fishopt.storage.retry import retried
 
 Log = Callable[[str], None]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -238,17 +239,13 @@ def _answers(session: Session) -> bool:
 def _acquire(lock: locks.Lock, patience: float, log: Log) -> None:
     """Take the claim lock, riding out a dropped database connection for ``patience`` s."""
     first = time.monotonic()
-    while True:
-        try:
-            lock.acquire()
-        except sqlalchemy.exc.OperationalError:
-            if time.monotonic() - first >= patience:
-                raise
-            time.sleep(0.5)
-            continue
-        if time.monotonic() - first > 0.5:
-            log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
-        return
+    retried(
+        lock.acquire,
+        lambda exc: isinstance(exc, sqlalchemy.exc.OperationalError),
+        patience=patience,
+    )
+    if time.monotonic() - first > 0.5:
+        log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
 
 
 def _first_line(exc: BaseException) -> str:

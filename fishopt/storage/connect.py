@@ -10,7 +10,6 @@ trial failed after the grace period and re-run by another worker.
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import optuna
@@ -21,6 +20,7 @@ from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.storage import fence
 from fishopt.storage.rdb import Storage
+from fishopt.storage.retry import retried
 from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
 
 # Errors from several processes creating the same tables at once; worth another try.
@@ -86,27 +86,27 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
     kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
     if url.backend == "sqlite":
         prepare_sqlite(url)
-    for attempt in range(5):
-        try:
-            storage = Storage(url.text, engine_kwargs=engine_kwargs(url), **kwargs)
-            storage.url = url
-            if url.local_sqlite:
-                sqlite_fast_commits(storage)
-            return storage
-        except ImportError as exc:
-            raise FishoptError(
-                f"storage {url.masked}: driver missing ({exc.name}); for "
-                "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
-            ) from None
-        except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
-            text = str(exc).strip()
-            if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
-                time.sleep(0.2 + random.random())
-                continue
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise FishoptError(
-                config.redact(
-                    f"cannot open storage {url.masked}: {first}", config.secrets(url.text)
-                )
-            ) from None
-    raise AssertionError("unreachable")
+
+    def make() -> Storage:
+        storage = Storage(url.text, engine_kwargs=engine_kwargs(url), **kwargs)
+        storage.url = url
+        if url.local_sqlite:
+            sqlite_fast_commits(storage)
+        return storage
+
+    def transient(exc: BaseException) -> bool:
+        return any(t in str(exc).lower() for t in _TRANSIENT)
+
+    try:
+        return retried(make, transient, patience=5.0, wait=lambda: 0.2 + random.random())
+    except ImportError as exc:
+        raise FishoptError(
+            f"storage {url.masked}: driver missing ({exc.name}); for "
+            "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
+        ) from None
+    except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise FishoptError(
+            config.redact(f"cannot open storage {url.masked}: {first}", config.secrets(url.text))
+        ) from None

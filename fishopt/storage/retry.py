@@ -9,8 +9,8 @@ calls fail at once until the database answers again, so a worker stops within tw
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
@@ -57,6 +57,30 @@ def _retrying(cls: type, name: str) -> Any:
 
     call.__name__ = name
     return call
+
+
+T = TypeVar("T")
+
+
+def retried(
+    call: Callable[[], T],
+    again: Callable[[BaseException], bool],
+    *,
+    patience: float,
+    wait: Callable[[], float] = lambda: 0.5,
+) -> T:
+    """``call()``, tried again while it raises an error ``again`` accepts and ``patience``
+    seconds have not passed since the first try; the last error is raised as it is. Used to
+    open a storage and to take the claim lock; a worker's storage calls (``_retrying``) differ
+    in sharing one patience per outage across all calls."""
+    first = time.monotonic()
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not again(exc) or time.monotonic() - first >= patience:
+                raise
+        time.sleep(wait())
 
 
 def install_retries(cls: type, names: Iterable[str]) -> None:
