@@ -11,10 +11,11 @@ values instead. A leaf module: numpy, scipy and statsmodels only, no fishopt imp
 What comes from a library and what is written here, and why:
 
 - ``decide``: the ranks are ``scipy.stats.rankdata`` and the null distribution of the largest
-  rank gap is ``scipy.stats.permutation_test`` (exact enumeration where it is small); the
-  statistic it permutes (standardised gaps between mean ranks) is three lines here, because no
-  library offers this all-pairs test with a permutation critical value. Tukey HSD, Friedman +
-  Nemenyi and Games-Howell were measured beside it and rejected (see ``decide``).
+  studentized gap is ``scipy.stats.permutation_test`` (exact enumeration where it is small);
+  the statistic it permutes (Tukey-Kramer's studentized gap, on ranks) is a few lines here,
+  because no library offers Tukey's statistic with a permutation critical value. Tukey HSD,
+  Friedman + Nemenyi and Games-Howell from the libraries were measured beside it and rejected
+  (see ``decide``).
 - ``mean_interval`` and ``paired_gain_interval``: ``scipy.stats.ttest_1samp`` / ``ttest_rel``
   and their ``confidence_interval``; clipping to [0, 1] is ours.
 - ``accuracy_interval``: ``scipy.stats.binomtest(...).proportion_ci(method="exact")``.
@@ -44,10 +45,10 @@ LEVEL = 0.95  # the only level the intervals were calibrated at
 MIN_SEEDS = 3  # below this no interval of a mean over seeds is shown (see mean_interval)
 MARGIN = 0.01  # one F1 point: "as good as the best" means within this of it
 PERMUTATIONS = 9999  # resamples of the rank test's null distribution (exact when fewer exist)
-RESAMPLES = 2000  # stratified bootstrap resamples for the test macro-F1 interval
+RESAMPLES = 1000  # stratified bootstrap resamples: they set the interval's scale (a ratio of sds)
 SEED = 0  # every resample is seeded: the same study always gives the same report
 
-METHOD = "all-pairs rank test (Kruskal-Wallis ranks, permutation max-T), family-wise 5%"
+METHOD = "Tukey's studentized range on the ranks of all runs, permutation critical value"
 
 
 def _finite(values: Sequence[float | None]) -> np.ndarray:
@@ -103,24 +104,32 @@ class Decision:
         return any(c.winner == a and c.loser == b for c in self.claims)
 
 
-def _gaps(mean_ranks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """(..., k, k): (R_i - R_j) / sqrt(1/n_i + 1/n_j), Dunn's standardised gap of mean ranks
-    (for equal sizes a constant times the plain gap, so the test is the range of mean ranks)."""
-    scale = np.sqrt(1.0 / sizes[:, None] + 1.0 / sizes[None, :])
-    return (mean_ranks[..., :, None] - mean_ranks[..., None, :]) / scale
+def _gaps(means: np.ndarray, sse: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(..., k, k): Tukey-Kramer's studentized gap (R_i - R_j) / sqrt(MSE / 2 (1/n_i + 1/n_j))
+    between arms' mean ranks, MSE the pooled within-arm variance of the ranks (``sse`` the
+    within-arm sum of squares). Studentizing by the spread inside the arms, not by the spread
+    of all ranks (Kruskal-Wallis, Nemenyi), is what lets two neighbouring arms whose runs do
+    not overlap be told apart. No spread and no gap reads 0."""
+    mse = sse / (sizes.sum() - len(sizes))
+    scale = np.sqrt(mse[..., None, None] / 2 * (1.0 / sizes[:, None] + 1.0 / sizes[None, :]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gaps = (means[..., :, None] - means[..., None, :]) / scale
+    return np.nan_to_num(gaps, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
 
 def _max_gap(sizes: np.ndarray):
     def statistic(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
-        means = np.stack([np.moveaxis(g, axis, -1).mean(-1) for g in groups], axis=-1)
-        return _gaps(means, sizes).max(axis=(-2, -1))
+        groups = tuple(np.moveaxis(g, axis, -1) for g in groups)
+        means = np.stack([g.mean(-1) for g in groups], axis=-1)
+        sse = sum(((g - g.mean(-1, keepdims=True)) ** 2).sum(-1) for g in groups)
+        return _gaps(means, sse, sizes).max(axis=(-2, -1))
 
     return statistic
 
 
 @functools.lru_cache(maxsize=256)
 def _null(sizes: tuple[int, ...], pooled: tuple[float, ...]) -> tuple[np.ndarray, bool]:
-    """Sorted permutation distribution of the largest standardised gap, and whether it is exact.
+    """Sorted permutation distribution of the largest studentized gap, and whether it is exact.
 
     Under "all arms equal" every assignment of the pooled ranks to arms of these sizes is
     equally likely, so the distribution depends only on the sizes and the ranks (ties
@@ -148,7 +157,7 @@ def _null(sizes: tuple[int, ...], pooled: tuple[float, ...]) -> tuple[np.ndarray
 def _adjusted_p(gaps: np.ndarray, null: np.ndarray, exact: bool) -> np.ndarray:
     """Single-step max-T adjusted p-values: P(largest gap under the null >= this gap), counted
     as scipy.stats.permutation_test counts (its float tolerance, +1 for a sampled null)."""
-    tol = np.abs(gaps) * np.finfo(float).eps * 100
+    tol = np.where(np.isfinite(gaps), np.abs(gaps) * np.finfo(float).eps * 100, 0.0)
     count = len(null) - np.searchsorted(null, gaps - tol, side="left")
     adj = 0 if exact else 1
     return (count + adj) / (len(null) + adj)
@@ -163,7 +172,9 @@ def pairwise_p(scores: np.ndarray) -> np.ndarray:
     flat = scores.reshape(-1, k * n)
     ranks = sps.rankdata(flat, axis=1)
     sizes = np.full(k, n, dtype=float)
-    gaps = _gaps(ranks.reshape(-1, k, n).mean(-1), sizes)
+    grouped = ranks.reshape(-1, k, n)
+    sse = ((grouped - grouped.mean(-1, keepdims=True)) ** 2).sum((-2, -1))
+    gaps = _gaps(grouped.mean(-1), sse, sizes)
     out = np.ones_like(gaps)
     pooled = np.sort(ranks, axis=1)
     patterns, which = np.unique(pooled, axis=0, return_inverse=True)
@@ -180,21 +191,23 @@ def decide(table: Mapping[str, Sequence[float | None]], alpha: float = ALPHA) ->
 
     ``table``: arm -> its scores, one per seed. Seeds may be shared across arms (the r-th score
     of every arm from one seed), counts may differ, None/NaN are dropped; arms left with fewer
-    than 2 scores are set aside as untested. The test does not use
-    the pairing: it ranks all runs together (Kruskal-Wallis ranks) and claims "i beats j" when
-    the standardised gap between their mean ranks exceeds what the largest gap among all pairs
-    reaches in 95% of random relabellings of the runs (a permutation max-T, so exact for any
-    noise distribution and any number of arms, and for ties). Shared seeds cancel in a
-    complete table, so ignoring them only costs power.
+    than 2 scores are set aside as untested. The test ranks all runs together, computes
+    Tukey's studentized gap between every two arms' mean ranks (the rank transform of Conover
+    & Iman 1981), and claims "i beats j" when that gap exceeds what the largest gap among all
+    pairs reaches in 95% of random relabellings of the runs: a permutation max-T, so the
+    family-wise rate holds exactly for any noise, any number of arms and ties, with the winner
+    picked from the data. The pairing of seeds is not used: in a complete table shared seeds
+    cancel, so ignoring them only costs power.
 
-    Why this test: simulated with all arms equal (2, 5, 11 arms x 3, 5, 10 seeds; normal,
-    t(3) and 5%-diverged noise; bench/CALIBRATION.md), today's pick-the-best-then-Welch+Holm
-    claimed falsely in 12.7% of families; Tukey HSD rose to 6.3-7% with heavy tails at 11 arms,
-    Games-Howell to 10% at 11 x 3, Friedman + Nemenyi to 6.3% at 2 x 5 (the sign test's
-    discreteness) with the least power. This test stayed <= 5.6% everywhere and keeps its power
-    when a run diverges (one chance-level run inflates Tukey's pooled variance and silences
-    it). Its price: with 2 arms x 3 seeds no rank test can claim anything (the most extreme
-    split of 6 runs has probability 1/10).
+    Why this test (bench/CALIBRATION.md: all arms equal, 2, 5, 11 arms x 3, 5, 10 seeds,
+    normal, t(3) and 5%-diverged noise): today's pick-the-best-then-Welch+Holm claimed falsely
+    in 12.7% of families at 11 x 10; Tukey HSD on the scores rose to 6.3% with heavy tails at
+    11 arms, and one diverged run inflates its pooled variance until it claims nothing;
+    Games-Howell reached 10% at 11 x 3; Friedman + Nemenyi 6.3% at 2 x 5 (the sign test's
+    discreteness) with the least power; ranks studentized by the spread of all ranks (Kruskal-
+    Wallis / Nemenyi) cannot separate neighbouring arms that do not overlap. Its price: with 2
+    arms x 3 seeds no rank test can claim anything (the most extreme split of 6 runs has
+    probability 1/10), where Tukey on the scores has power 0.28 at +1.5 sd.
     """
     names = list(table)
     values = {name: _finite(table[name]) for name in names}
@@ -209,8 +222,10 @@ def decide(table: Mapping[str, Sequence[float | None]], alpha: float = ALPHA) ->
         )  # fmt: skip
     sizes = np.array([counts[a] for a in arms], dtype=float)
     ranks = sps.rankdata(np.concatenate([values[a] for a in arms]))
-    mean_ranks = np.array([g.mean() for g in np.split(ranks, np.cumsum(sizes)[:-1].astype(int))])
-    gaps = _gaps(mean_ranks, sizes)
+    groups = np.split(ranks, np.cumsum(sizes)[:-1].astype(int))
+    mean_ranks = np.array([g.mean() for g in groups])
+    sse = np.array(sum(((g - g.mean()) ** 2).sum() for g in groups))
+    gaps = _gaps(mean_ranks, sse, sizes)
     null, exact = _null(tuple(int(s) for s in sizes), tuple(np.sort(ranks).tolist()))
     p = np.where(gaps > 0, _adjusted_p(gaps, null, exact), 1.0)
     order = sorted(range(len(arms)), key=lambda i: (-mean_ranks[i], -means[arms[i]], arms[i]))
@@ -361,59 +376,98 @@ def macro_f1(confusion: np.ndarray) -> np.ndarray:
     return np.divide(f1.sum(-1), present, out=np.zeros(present.shape), where=present > 0)
 
 
+def _stratified_draws(flat: np.ndarray, resamples: int, rng: np.random.Generator):
+    """For each class, the resampled predicted labels of its images: (class, rows of ``flat``
+    with that class size, labels[rows, resamples, size]). Each class's images (known from its
+    row of the confusion matrix by what they were predicted as) are drawn with replacement, as
+    many as the class holds: the stratified bootstrap."""
+    k = flat.shape[-1]
+    for cls in range(k):
+        sizes = flat[:, cls].sum(-1)
+        for m in np.unique(sizes[sizes > 0]):
+            rows = np.nonzero(sizes == m)[0]
+            cum = np.cumsum(flat[rows, cls], -1)
+            labels = (cum[:, None, :] <= np.arange(m)[None, :, None]).sum(-1)  # per image
+            pick = rng.integers(0, m, (len(rows), resamples, m))
+            yield cls, rows, labels[np.arange(len(rows))[:, None, None], pick]
+
+
+def _counts(drawn: np.ndarray, k: int) -> np.ndarray:
+    """[rows, resamples, k]: how many of the drawn labels are each class."""
+    r, b, _ = drawn.shape
+    cell = np.arange(r * b).reshape(r, b, 1) * k + drawn
+    return np.bincount(cell.ravel(), minlength=r * b * k).reshape(r, b, k)
+
+
 def stratified_replicates(
-    confusion: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED
+    confusion: np.ndarray, resamples: int = RESAMPLES, rng: np.random.Generator | int = SEED
 ) -> np.ndarray:
     """Bootstrap confusion matrices ``[..., resamples, true, predicted]`` that resample the
-    test images WITHIN each class: each row (a class's images, by what they were predicted as)
-    is redrawn from a multinomial with the row's own count and proportions, which is what
-    drawing that class's images with replacement does. Every class keeps its image count.
-
-    Drawn as a chain of binomials over the columns (exactly multinomial), vectorised over any
-    leading axes, so thousands of test splits are resampled in one pass.
-    """
-    rng = np.random.default_rng(seed)
+    test images WITHIN each class, so every class keeps its image count (the same draws as
+    ``stratified_f1`` for the same generator state)."""
+    rng = np.random.default_rng(rng)
     c = np.asarray(confusion, dtype=np.int64)
-    c = np.broadcast_to(c[..., None, :, :], (*c.shape[:-2], resamples, *c.shape[-2:]))
-    left = c.sum(-1).copy()  # images of each class still to place
-    mass = c.sum(-1).astype(float)  # probability mass of the columns not yet drawn
-    out = np.zeros(c.shape, dtype=np.int64)
-    for j in range(c.shape[-1]):
-        share = np.divide(c[..., j], mass, out=np.zeros(mass.shape), where=mass > 0)
-        draw = rng.binomial(left, np.clip(share, 0.0, 1.0))
-        out[..., j] = draw
-        left -= draw
-        mass -= c[..., j]
-    return out
+    k = c.shape[-1]
+    flat = c.reshape(-1, k, k)
+    out = np.zeros((len(flat), resamples, k, k), dtype=np.int64)
+    for cls, rows, drawn in _stratified_draws(flat, resamples, rng):
+        out[rows, :, cls, :] = _counts(drawn, k)
+    return out.reshape(*c.shape[:-2], resamples, k, k)
+
+
+def stratified_f1(
+    confusion: np.ndarray, resamples: int = RESAMPLES, rng: np.random.Generator | int = SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """(macro-F1, accuracy) of each stratified bootstrap replicate, ``[..., resamples]``: the
+    macro-F1 of ``stratified_replicates`` without building the matrices (per class only the
+    true positives and the predicted count are needed), so thousands of splits fit in memory."""
+    rng = np.random.default_rng(rng)
+    c = np.asarray(confusion, dtype=np.int64)
+    k = c.shape[-1]
+    flat = c.reshape(-1, k, k)
+    tp = np.zeros((len(flat), resamples, k))
+    predicted = np.zeros((len(flat), resamples, k))
+    for cls, rows, drawn in _stratified_draws(flat, resamples, rng):
+        counts = _counts(drawn, k)
+        tp[rows, :, cls] = counts[..., cls]
+        predicted[rows] += counts
+    true = flat.sum(-1)[:, None, :].astype(float)  # fixed by the stratification
+    denom = true + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
+    present = (denom > 0).sum(-1)
+    macro = np.divide(f1.sum(-1), present, out=np.zeros(present.shape), where=present > 0)
+    acc = tp.sum(-1) / np.maximum(true.sum(-1), 1)
+    lead = (*c.shape[:-2], resamples)
+    return macro.reshape(lead), acc.reshape(lead)
 
 
 def held_out_f1_intervals(
     confusion: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(macro-F1, low, high) for confusion matrices ``[..., true, predicted]``; what
-    ``held_out_f1_interval`` computes, for many test splits at once."""
+    ``held_out_f1_interval`` computes, for many test splits at once (resampled a few hundred
+    at a time, so memory stays bounded)."""
     c = np.asarray(confusion, dtype=np.int64)
-    n = c.sum((-2, -1))
-    correct = np.trace(c, axis1=-2, axis2=-1)
-    f1 = macro_f1(c)
-    acc = correct / np.maximum(n, 1)
-    reps = stratified_replicates(c, resamples, seed)
-    f1_b = macro_f1(reps)
-    acc_b = np.trace(reps, axis1=-2, axis2=-1) / np.maximum(n, 1)[..., None]
-    sd_f1, sd_acc = f1_b.std(-1), acc_b.std(-1)
-    ratio = np.divide(sd_f1, sd_acc, out=np.ones(sd_f1.shape), where=sd_acc > 1e-12)
-    scale = np.maximum(1.0, ratio)
-    n_max = int(n.max()) if n.size else 0
-    if np.all(n == n_max):
-        a_low, a_high = accuracy_intervals(correct, n_max)
-    else:  # mixed sizes: one call per size
-        a_low, a_high = np.empty(n.shape), np.empty(n.shape)
-        for size in np.unique(n):
-            sel = n == size
-            a_low[sel], a_high[sel] = accuracy_intervals(correct[sel], int(size))
+    lead = c.shape[:-2]
+    flat = c.reshape(-1, *c.shape[-2:])
+    rng = np.random.default_rng(seed)
+    step = max(1, 4_000_000 // (resamples * flat.shape[-1]))
+    scale = np.empty(len(flat))
+    for i in range(0, len(flat), step):
+        f1_b, acc_b = stratified_f1(flat[i : i + step], resamples, rng)
+        sd_f1, sd_acc = f1_b.std(-1), acc_b.std(-1)
+        ratio = np.divide(sd_f1, sd_acc, out=np.ones(sd_f1.shape), where=sd_acc > 1e-12)
+        scale[i : i + step] = np.maximum(1.0, ratio)
+    n = flat.sum((-2, -1))
+    correct = np.trace(flat, axis1=-2, axis2=-1)
+    f1, acc = macro_f1(flat), correct / np.maximum(n, 1)
+    a_low, a_high = np.empty(len(flat)), np.empty(len(flat))
+    for size in np.unique(n):
+        sel = n == size
+        a_low[sel], a_high[sel] = accuracy_intervals(correct[sel], int(size))
     low = np.clip(f1 - scale * (acc - a_low), 0.0, 1.0)
     high = np.clip(f1 + scale * (a_high - acc), 0.0, 1.0)
-    return f1, low, high
+    return f1.reshape(lead), low.reshape(lead), high.reshape(lead)
 
 
 def held_out_f1_interval(
