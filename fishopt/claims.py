@@ -201,13 +201,15 @@ def decide(table: Mapping[str, Sequence[float | None]], alpha: float = ALPHA) ->
 
     Why this test (bench/CALIBRATION.md: all arms equal, 2, 5, 11 arms x 3, 5, 10 seeds,
     normal, t(3) and 5%-diverged noise): today's pick-the-best-then-Welch+Holm claimed falsely
-    in 12.7% of families at 11 x 10; Tukey HSD on the scores rose to 6.3% with heavy tails at
-    11 arms, and one diverged run inflates its pooled variance until it claims nothing;
-    Games-Howell reached 10% at 11 x 3; Friedman + Nemenyi 6.3% at 2 x 5 (the sign test's
-    discreteness) with the least power; ranks studentized by the spread of all ranks (Kruskal-
-    Wallis / Nemenyi) cannot separate neighbouring arms that do not overlap. Its price: with 2
-    arms x 3 seeds no rank test can claim anything (the most extreme split of 6 runs has
-    probability 1/10), where Tukey on the scores has power 0.28 at +1.5 sd.
+    in 13% of families at 11 x 10; Tukey HSD on the scores in 6.2-6.6% with heavy tails at 11
+    arms, and one diverged run inflates its pooled variance until it claims almost nothing
+    (power 0.03 at 11 x 10); Games-Howell in up to 10.6% (11 x 3); Friedman + Nemenyi in 6.5%
+    at 2 x 5 (the sign test's discreteness), with the least power; Kruskal-Wallis + Nemenyi
+    (ranks scaled by the spread of all ranks) in 10% at 2 x 3, and it cannot separate
+    neighbouring arms whose runs do not overlap. This test stayed at 5% within sampling error
+    in every design. Its price: with 2 arms x 3 seeds no rank test can claim anything (the
+    most extreme split of 6 runs has probability 1/10), where Tukey on the scores has power
+    0.28 at +1.5 sd.
     """
     names = list(table)
     values = {name: _finite(table[name]) for name in names}
@@ -305,12 +307,17 @@ def mean_interval(
     [0, 1]); None with fewer than 3 finite values or when they are all equal.
 
     Why t: it is exact for normal noise and measured at >= 93% coverage at 3, 5 and 10 seeds
-    for heavy-tailed noise and for validation F1 near 0.99 (a few wrong images per run); the
-    percentile bootstrap it replaces returns [min, max] at 3 seeds and covered 75%. With 2
-    seeds the t interval is 12.7 standard errors wide, and identical values say nothing about
-    spread: then the page shows the values. Known limit (bench/CALIBRATION.md, "limit" rows):
-    no interval from a few seeds covers a mean that rare diverged runs drag down when none of
-    the seeds diverged.
+    for heavy-tailed noise and for validation F1 near 0.99 (a few wrong images out of 243 per
+    run, the error rate varying by seed); the percentile bootstrap it replaces returns [min,
+    max] at 3 seeds and covered 70-75%. With 2 seeds the t interval is 12.7 standard errors
+    wide, and identical values say nothing about spread: then the page shows the values.
+
+    Known limits (bench/CALIBRATION.md, "limit" rows): no interval from a few seeds covers a
+    mean that rare diverged runs drag down when none of the seeds diverged (22-40%), nor one
+    whose spread reaches the ceiling (mean 0.99, sd 0.01: 88-90%); with the error rate varying
+    by half between seeds near 0.99, 5 seeds cover 92.8%. Real digits runs near the top varied
+    less than that: 40 seeds of a 128-unit MLP at F1 0.96-0.97 spread 0.35-0.7 times as much
+    as binomial sampling of the 243 validation images alone, with little skew.
     """
     x = _finite(values)
     mean, low, high, shown = mean_intervals(x, bounds)
@@ -482,13 +489,16 @@ def held_out_f1_interval(
     images are resampled within their classes (the ratio of their stratified-bootstrap spreads,
     at least 1): [F1 - s (acc - acc_low), F1 + s (acc_high - acc)], clipped to [0, 1].
 
-    Why not a bootstrap percentile interval: with 3 images per class it cannot see errors that
-    did not happen (a split with no error gives [1, 1]), so at macro-F1 0.99 it covered 22% at
-    27 test images and 60% at 99; even at F1 0.75-0.9 it covered 86-89% at 27 images, since
-    resampling 3 images understates their spread by a third. The count of errors has an exact
-    interval that does see them, and on a stratified split macro-recall is accuracy, so
-    macro-F1 moves with it; the bootstrap supplies the scale. Calibrated >= 93% at 27 and 99
-    images, F1 0.75-0.99, errors spread or one class confused with another.
+    Why not a bootstrap percentile interval: it cannot see errors that did not happen (a split
+    with no error gives [1, 1]), so at macro-F1 0.99 the stratified percentile interval covered
+    22-26% at 27 test images and 58-65% at 99; at F1 0.73-0.9 it covered 71-90% at 27 images,
+    resampling 3 images per class understating their spread by a third. The count of errors
+    has an exact interval that does see them, and on a stratified split macro-recall is
+    accuracy, so macro-F1 moves with it; the bootstrap supplies the scale. Calibrated >= 96%
+    at 27 and 99 images, F1 0.73-0.99, errors spread or 70% of them in one confused pair of
+    classes. Not in the calibration: unequal classes (a stratified split of an unbalanced
+    set), where one error in a small class moves macro-F1 more than the scale may see; a
+    trial with classes of 6-15 images and a small class confused covered 92%.
     """
     c = np.asarray(confusion, dtype=np.int64)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
