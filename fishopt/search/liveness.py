@@ -32,6 +32,9 @@ from fishopt.search.storage import Storage
 from fishopt.search.studies import FINISHED, origin_number
 
 EXIT_STORAGE_LOST = 75  # EX_TEMPFAIL: try again once the storage is back
+# What an interrupted trial's retry keeps of its user attributes: its seed's repeat index and,
+# in the tuned protocol, its phase (a confirm run must stay one, with its paired seed).
+RETRY_KEEPS = ("repeat", "repeat_of", "phase", "confirm_of", "at_defaults")
 
 
 class StorageLost(FishoptError):
@@ -134,7 +137,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
 
     def key(t: FrozenTrial) -> str:
-        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
+        repeat = t.params.get("repeat", t.user_attrs.get("repeat"))
+        return space.config_key(t.params) + str(repeat) + str(t.user_attrs.get("phase", ""))
 
     done = {
         key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
@@ -145,7 +149,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
             continue
         if key(t) in done or not t.params:
             continue
-        attrs = {k: t.user_attrs[k] for k in ("repeat", "repeat_of") if k in t.user_attrs}
+        attrs = {k: t.user_attrs[k] for k in RETRY_KEEPS if k in t.user_attrs}
         study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": origin_number(t)})
         done.add(key(t))
         queued += 1

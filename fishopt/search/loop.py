@@ -135,6 +135,7 @@ def run(
         stop_now=lambda: flags.hard,
         check_alive=liveness.storage_watch(session.storage, hb, log),
         tags={"worker": worker_id()},
+        precision=session.precision,
     )
     current: dict[str, optuna.Trial] = {}
 
@@ -316,7 +317,7 @@ def run_worker(
     log(
         f"joined study {session.study.study_name!r} in {mask_url(session.settings.storage)}: "
         f"budget {session.budget}, {session.heartbeat.describe()}, "
-        f"{torch_threads()} torch threads"
+        f"{torch_threads()} torch threads, {session.precision}"
         + (f", {session.requeued} interrupted trial(s) queued again" if session.requeued else "")
     )
     if on_session is not None:
