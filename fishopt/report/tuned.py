@@ -327,15 +327,16 @@ def _ci_text(iv: Interval) -> str:
 
 
 def gain_text(r: TunedRow) -> str:
-    """``+0.012 F1 (95% interval -0.004 to +0.028, paired over 10 seeds)`` and the like."""
+    """What tuning bought, with how it was measured: ``+0.012 F1 over its defaults (95%
+    interval -0.004 to +0.028, paired over 10 seeds)`` and the like."""
+    head = f"{r.gain:+.3f} F1 over its defaults"
     iv = r.gain_ci
     if iv is None or not iv.n:
-        return f"{r.gain:+.3f} F1 (difference of means; no paired defaults runs)"
+        return head + " (a difference of means of separate runs)"
     if iv.n < 2 or math.isnan(iv.low):
-        return f"{r.gain:+.3f} F1 ({iv.n} paired seed{'s' if iv.n != 1 else ''})"
+        return head + f" ({iv.n} paired seed{'s' if iv.n != 1 else ''})"
     return (
-        f"{r.gain:+.3f} F1 ({LEVEL:.0%} interval {iv.low:+.3f} to {iv.high:+.3f}, "
-        f"paired over {iv.n} seeds)"
+        head + f" ({LEVEL:.0%} interval {iv.low:+.3f} to {iv.high:+.3f}, paired over {iv.n} seeds)"
     )
 
 
@@ -390,7 +391,7 @@ def tuned_opening(a: TunedAnalysis) -> str:
     parts.append(sentence + ".")
     if math.isfinite(t.gain):
         changed = "" if a.default_best in (None, best) else f" (it ranked {t.rank_default} there)"
-        parts.append(f"Tuning bought {best} {gain_text(t)} over its defaults{changed}.")
+        parts.append(f"Tuning bought {best} {gain_text(t)}{changed}.")
     if a.comparisons:
         parts.append(_can_tell(a.comparisons[0], "when tuned"))
     if a.missing:
