@@ -263,6 +263,29 @@ def test_every_optimizer_gets_k_searches_then_r_paired_confirm_and_defaults_runs
     assert tuned.confirm_seed(0, 1) == tuned.confirm_seed(0, 1) != tuned.confirm_seed(0, 2)
 
 
+def test_an_interrupted_confirm_run_is_queued_again_once_and_stays_a_confirm_run() -> None:
+    from fishopt.search import liveness
+
+    study = optuna.create_study()
+    attrs = {"phase": "confirm", "confirm_of": 3, "repeat": 1, "interrupted": True}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"optimizer": "Adam"},
+            distributions={"optimizer": optuna.distributions.CategoricalDistribution(["Adam"])},
+            state=TrialState.FAIL,
+            user_attrs=attrs,
+        )
+    )
+    assert liveness.requeue_interrupted(study) == 1
+    assert liveness.requeue_interrupted(study) == 0  # the queued retry counts as done
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert {k: again.user_attrs[k] for k in ("phase", "confirm_of", "repeat")} == {
+        "phase": "confirm",
+        "confirm_of": 3,
+        "repeat": 1,
+    }
+
+
 def test_edge_warnings_say_which_end_on_the_search_scale() -> None:
     rng = {"lr": {"low": 1e-5, "high": 1.0, "log": True}, "beta1": {"low": 0.5, "high": 0.99}}
     assert tuned.edge_warnings({"lr": 1e-2, "beta1": 0.7}, rng) == []

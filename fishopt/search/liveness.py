@@ -137,8 +137,10 @@ def requeue_interrupted(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
 
     def key(t: FrozenTrial) -> str:
-        repeat = t.params.get("repeat", t.user_attrs.get("repeat"))
-        return space.config_key(t.params) + str(repeat) + str(t.user_attrs.get("phase", ""))
+        # A queued retry has no params yet, only the ones it was queued with.
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        repeat = params.get("repeat", t.user_attrs.get("repeat"))
+        return space.config_key(params) + str(repeat) + str(t.user_attrs.get("phase", ""))
 
     done = {
         key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
