@@ -78,7 +78,7 @@ def test_tuned_analysis_follows_the_data(storage: str):
     text = report_tuned.tuned_opening(a)
     assert text.startswith("At defaults, Good wins")
     assert "Bad wins (0.955" in text and "Tuning bought Bad +0.445 F1" in text
-    assert "(it ranked 3 there)" in text and "The data can tell Bad from Good" in text
+    assert "(it ranked 3 there; " in text and "The data can tell Bad from Good" in text
 
 
 def test_partial_tuned_study_says_what_is_missing(storage: str):

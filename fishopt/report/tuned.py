@@ -326,18 +326,14 @@ def _ci_text(iv: Interval) -> str:
     return f"{iv.mean:.3f}, 95% CI {iv.low:.3f}-{iv.high:.3f}"
 
 
-def gain_text(r: TunedRow) -> str:
-    """What tuning bought, with how it was measured: ``+0.012 F1 over its defaults (95%
-    interval -0.004 to +0.028, paired over 10 seeds)`` and the like."""
-    head = f"{r.gain:+.3f} F1 over its defaults"
+def gain_detail(r: TunedRow) -> str:
+    """How a gain was measured: ``95% interval -0.004 to +0.028, paired over 10 seeds``."""
     iv = r.gain_ci
     if iv is None or not iv.n:
-        return head + " (a difference of means of separate runs)"
+        return "a difference of means of separate runs"
     if iv.n < 2 or math.isnan(iv.low):
-        return head + f" ({iv.n} paired seed{'s' if iv.n != 1 else ''})"
-    return (
-        head + f" ({LEVEL:.0%} interval {iv.low:+.3f} to {iv.high:+.3f}, paired over {iv.n} seeds)"
-    )
+        return f"{iv.n} paired seed{'s' if iv.n != 1 else ''}"
+    return f"{LEVEL:.0%} interval {iv.low:+.3f} to {iv.high:+.3f}, paired over {iv.n} seeds"
 
 
 def _can_tell(c: Comparison, what: str) -> str:
@@ -390,8 +386,11 @@ def tuned_opening(a: TunedAnalysis) -> str:
         sentence += f", {c.diff:.3f} ahead of {c.other}"
     parts.append(sentence + ".")
     if math.isfinite(t.gain):
-        changed = "" if a.default_best in (None, best) else f" (it ranked {t.rank_default} there)"
-        parts.append(f"Tuning bought {best} {gain_text(t)}{changed}.")
+        notes = [] if a.default_best in (None, best) else [f"it ranked {t.rank_default} there"]
+        notes.append(gain_detail(t))
+        parts.append(
+            f"Tuning bought {best} {t.gain:+.3f} F1 over its defaults ({'; '.join(notes)})."
+        )
     if a.comparisons:
         parts.append(_can_tell(a.comparisons[0], "when tuned"))
     if a.missing:
