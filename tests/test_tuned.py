@@ -297,9 +297,11 @@ def test_edge_warnings_say_which_end_on_the_search_scale() -> None:
     # 0.9985 is near 0.9999 on a linear scale, but mid-range on log(1 - beta2).
     assert tuned.edge_warnings({"beta2": 0.9985}, adam) == []
     (near,) = tuned.edge_warnings({"beta2": 0.99989}, adam)
-    assert "high end" in near and "1 - beta2" in near
+    assert near.startswith("beta2 = 0.99989 is at the high end") and "1 - beta2" in near
     sgd = _spec().tuned["spaces"]["SGD"]
     assert tuned.edge_warnings({"momentum": 0.0}, sgd) == []  # torch's default, on purpose
+    assert tuned.edge_warnings({"momentum": 0.1}, sgd) == []  # low on log(1 - m), cannot go lower
+    assert tuned.edge_warnings({"momentum": 0.989}, sgd) != []  # could go higher
 
 
 def test_validation_halves_are_disjoint_stratified_and_seeded() -> None:

@@ -11,6 +11,7 @@ from fishopt.report.stats import (
     from_confusion,
     held_out_figures,
 )
+from fishopt.search import ranges
 
 
 def slug(name: str) -> str:
@@ -44,18 +45,9 @@ def test_f1_cell(t) -> str:
     return f"{fig.macro_f1:.3f} ({fig.f1_low:.3f}–{fig.f1_high:.3f})"
 
 
-def number(v: float) -> str:
-    """3 significant digits, but 2 of 1 - v for values crowding near 1 (beta2 = 0.99961, not
-    1), since those settings are searched on 1 - v."""
-    if 0.9 < v < 1:
-        nines = -math.floor(math.log10(1 - v)) - 1
-        return f"{v:.{max(3, nines + 2)}g}"
-    return f"{v:.3g}"
-
-
 def params_text(params: dict) -> str:
     return ", ".join(
-        f"{k}={number(v)}" if isinstance(v, float) else f"{k}={v}"
+        f"{k}={ranges.show(v)}" if isinstance(v, float) else f"{k}={v}"
         for k, v in sorted(params.items())
     )
 

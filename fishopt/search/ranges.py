@@ -180,6 +180,21 @@ def position(value: float, entry: Mapping[str, Any]) -> float:
     return (v - lo) / (hi - lo)
 
 
+def show(v: float) -> str:
+    """3 significant digits, but 2 of 1 - v for values crowding near 1 (beta2 = 0.99961, not
+    1), since those settings are searched on 1 - v."""
+    if 0.9 < v < 1:
+        nines = -math.floor(math.log10(1 - v)) - 1
+        return f"{v:.{max(3, nines + 2)}g}"
+    return f"{v:.3g}"
+
+
+def at_limit(entry: Mapping[str, Any], end: str) -> bool:
+    """Whether the range's ``end`` ("low"/"high") is as far as the setting can go, so a best
+    value there asks for no wider range: 0 for momentum, beta1, rho (1 - value = 1)."""
+    return end == "low" and scale_of(entry) == LOG1M and float(entry["low"]) == 0
+
+
 def describe(entry: Mapping[str, Any], name: str) -> str:
     """``0.99..0.9999 (log scale of 1 - beta2)`` and the like, for warnings and README."""
     lo, hi = float(entry["low"]), float(entry["high"])

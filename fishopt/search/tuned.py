@@ -109,7 +109,8 @@ def edge_warnings(params: Mapping[str, object], space: Mapping[str, Mapping]) ->
     range's search scale (``search.ranges``): the best may lie outside, so the range should be
     widened, as Choi et al. (2019) did. ``space``: name -> {"low", "high", "log"[, "scale"]};
     other entries are ignored. A value at torch's default is never flagged: the range holds it
-    on purpose (SGD's momentum 0 is its range's end)."""
+    on purpose (SGD's momentum 0 is its range's end), nor one at an end the setting cannot
+    pass (momentum 0.1 is near the low end of 0..0.99 on log(1 - m), but cannot go lower)."""
     out = []
     for name in sorted(space):
         rng = space[name]
@@ -121,9 +122,9 @@ def edge_warnings(params: Mapping[str, object], space: Mapping[str, Mapping]) ->
             continue
         pos = ranges.position(float(v), rng)
         end = "low" if pos <= 0.05 else "high" if pos >= 0.95 else None
-        if end:
+        if end and not ranges.at_limit(rng, end):
             where = ranges.describe(rng, name)
-            out.append(f"{name} = {v:.3g} is at the {end} end of its range {where}")
+            out.append(f"{name} = {ranges.show(v)} is at the {end} end of its range {where}")
     return out
 
 
