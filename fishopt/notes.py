@@ -47,6 +47,16 @@ def study_note(name: str, identity: dict) -> str:
         "its seed, repeat, parameter count and test F1. "
         f"`fishopt report {name}` writes tables with confidence intervals and significance tests.",
     ]
+    if spec.get("tuned", {}).get("protocol", 1) >= 2:
+        lines += [
+            "",
+            "**Tuned protocol.** Filter trials by the user attribute `phase`: `search` (scored "
+            "on the selection half of the validation split; each optimizer's first one runs "
+            "torch's defaults, `at_defaults`), `confirm` (an optimizer's best search setting "
+            "re-run with seed `repeat`) and `defaults` (its defaults re-run with the same "
+            "seeds). Confirm and defaults values are the reporting half's macro-F1, at the epoch "
+            "the selection half chose.",
+        ]
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ LAYERS = [
     "config",
     "redact",
     "stats",
+    "claims",
     "storage",
     "data",
     "training",

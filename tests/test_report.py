@@ -79,7 +79,7 @@ def test_tuned_analysis_follows_the_data(storage: str):
     text = report_tuned.tuned_opening(a)
     assert text.startswith("At defaults, Good wins")
     assert "Bad wins (0.955" in text and "Tuning bought Bad +0.445 F1" in text
-    assert "(it ranked 3 there)" in text and "The data can tell Bad from Good" in text
+    assert "(it ranked 3 there; " in text and "The data can tell Bad from Good" in text
 
 
 def test_partial_tuned_study_says_what_is_missing(storage: str):
@@ -113,7 +113,7 @@ def test_report_writes_every_page_and_summary(report_dir: Path):
     # issue 10: defaults beside tuned, on the comparison page and the tuned study's page
     assert summary.count("Tuning bought Bad +0.445 F1 over its defaults") == 2
     tuned = [line for line in summary.splitlines() if re.match(r"\| Bad \| 0\.510 \|", line)]
-    assert len(tuned) == 2 and all("| +0.445 | 3 | 1 |" in line for line in tuned)
+    assert len(tuned) == 2 and all("| +0.445 | - | 3 | 1 |" in line for line in tuned)
     assert "Bad: lr = 0.098 is at the high end of its range" in summary
     assert "Friedman chi-square = 4.67 over 3 seeds" in summary
     assert "At defaults, Good wins" in summary  # the optimizers page opens with it too

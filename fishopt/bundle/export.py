@@ -116,7 +116,12 @@ def retrain(ctx: Context, trial: FrozenTrial) -> tuple[dict[str, torch.Tensor], 
     epochs = int(trial.user_attrs.get("best_epoch") or ctx.spec.epochs)
     seed = int(trial.user_attrs.get("seed", ctx.spec.seed))
     config = TrainConfig(
-        epochs=epochs, batch_size=cfg.batch_size, seed=seed, device=ctx.device, keep="last"
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        device=ctx.device,
+        keep="last",
+        precision=str(trial.user_attrs.get("precision", "auto")),  # as the trial trained
     )
     result = train(model_spec, cfg.optim, X, y, None, None, config)
     return result.state, model_spec

@@ -212,6 +212,9 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
 def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
     console.print(summary_table(spec, st))
     if spec.tuned:
+        gains = tuned_gains(spec, st)
+        if gains is not None:
+            console.print(gains)
         for line in tuned_notes(spec, st):
             err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
 
@@ -229,11 +232,43 @@ def tuned_notes(spec: StudySpec, st: optuna.Study) -> list[str]:
                 f"warning: {name}'s best {w}; widen the range"
                 for w in tuned.edge_warnings(best.params, space)
             ]
-    lines.append(
-        f"defaults against tuned: fishopt report optimizers {st.study_name}"
-        " (run the optimizers study on the same data first)"
-    )
+    if tuned.holds_out(spec.tuned):
+        lines.append(
+            f"the whole comparison, with tests and figures: fishopt report {st.study_name}"
+        )
+    else:
+        lines.append(
+            f"defaults against tuned: fishopt report optimizers {st.study_name}"
+            " (run the optimizers study on the same data first)"
+        )
     return lines
+
+
+def tuned_gains(spec: StudySpec, st: optuna.Study) -> Table | None:
+    """Per optimizer: defaults and tuned mean, what tuning bought on the same seeds, and the
+    selection's optimism (best search score minus confirm mean); None before any pairs."""
+    from fishopt.report.tuned import analyse_tuned
+
+    a = analyse_tuned(st.get_trials(deepcopy=False), spec.to_dict())
+    rows = [r for r in a.rows if r.gains]
+    if not rows:
+        return None
+    table = Table(title=f"{st.study_name}: what tuning bought, paired by seed")
+    table.add_column("optimizer", overflow="fold", ratio=1)
+    for col in ("defaults", "tuned", "gain", "95% interval", "seeds", "optimism"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        iv = r.gain_ci
+        table.add_row(
+            r.optimizer,
+            _fmt(r.defaults.mean if r.defaults else math.nan),
+            _fmt(r.tuned.mean),
+            f"{r.gain:+.3f}",
+            "-" if iv is None or math.isnan(iv.low) else f"{iv.low:+.3f}..{iv.high:+.3f}",
+            str(len(r.gains)),
+            "-" if math.isnan(r.optimism) else f"{r.optimism:+.3f}",
+        )
+    return table
 
 
 @app.command("studies")

@@ -6,6 +6,7 @@ import math
 import re
 
 from fishopt.report.doc import fmt
+from fishopt.search import ranges
 from fishopt.stats import (
     HeldOutFigures,
     from_confusion,
@@ -46,7 +47,8 @@ def test_f1_cell(t) -> str:
 
 def params_text(params: dict) -> str:
     return ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+        f"{k}={ranges.show(v)}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in sorted(params.items())
     )
 
 

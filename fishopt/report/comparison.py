@@ -82,6 +82,7 @@ def comparison_page(studies: Sequence[StudyData]) -> Doc:
                 best.value if best else math.nan,
                 test_f1_cell(best),
                 fmt(statistics.fmean(secs) * 1000, 1) if secs else "-",
+                s.precision,
                 s.identity.get("data_fingerprint", "-"),
             ]
         )
@@ -96,6 +97,7 @@ def comparison_page(studies: Sequence[StudyData]) -> Doc:
             "best valid F1",
             "test F1 (best, 95% CI)",
             "ms / epoch",
+            "precision",
             "data",
         ],
         rows,
@@ -106,6 +108,12 @@ def comparison_page(studies: Sequence[StudyData]) -> Doc:
         doc.para(
             "Warning: these studies were run on different data (see the data column); "
             "their F1 values are not directly comparable.",
+            cls="nosig",
+        )
+    if len({s.precision for s in studies}) > 1:
+        doc.para(
+            "Warning: these studies trained in different precisions (see the precision "
+            "column); bf16 and fp32 runs of one setting can differ by more than seeds do.",
             cls="nosig",
         )
     for tuned in (s for s in studies if s.kind == TUNED):

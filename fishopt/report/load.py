@@ -9,6 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
+from fishopt.search import precision as precisions
 from fishopt.search import studies as stored
 from fishopt.search.studies import ATTR
 from fishopt.storage.connect import open_storage
@@ -20,6 +21,7 @@ class StudyData:
     identity: dict  # the study's "fishopt" user attribute; {} for studies fishopt did not make
     trials: tuple[FrozenTrial, ...]
     study: optuna.Study
+    precision: str = "unknown"  # what its trials trained in (search.precision.of_study)
 
     @property
     def spec(self) -> dict:
@@ -51,5 +53,10 @@ def load_studies(url: StorageURL, names: list[str]) -> list[StudyData]:
     out = []
     for name in dict.fromkeys(names):  # keep order, drop duplicates
         st = optuna.load_study(study_name=name, storage=storage)
-        out.append(StudyData(name, dict(st.user_attrs.get(ATTR, {})), tuple(st.get_trials()), st))
+        attrs, trials = st.user_attrs, tuple(st.get_trials())
+        out.append(
+            StudyData(
+                name, dict(attrs.get(ATTR, {})), trials, st, precisions.of_study(attrs, trials)
+            )
+        )
     return out

@@ -56,6 +56,7 @@ def _header(doc: Doc, s: StudyData) -> None:
             "sampler, pruner",
             f"{spec.get('sampler', {}).get('name')}, {spec.get('pruner', {}).get('name')}",
         ),
+        ("precision", s.precision),
         ("fixed", json.dumps(spec.get("fixed", {}), sort_keys=True)),
         ("searched", json.dumps(spec.get("space", {}), sort_keys=True)),
         (

@@ -138,6 +138,7 @@ def run(
         stop_now=lambda: flags.hard,
         check_alive=heartbeats.storage_watch(session.storage, hb, log),
         tags={"worker": worker_id()},
+        precision=session.precision,
     )
     current: dict[str, optuna.Trial] = {}
 
@@ -320,7 +321,7 @@ def run_worker(
     log(
         f"joined study {session.study.study_name!r} in {session.settings.storage.masked}: "
         f"budget {session.budget}, {session.heartbeat.describe()}, "
-        f"{torch_threads()} torch threads, data "
+        f"{torch_threads()} torch threads, {session.precision}, data "
         + ("from cache" if session.cache_hit else f"decoded in {session.load_seconds:.0f}s")
         + (f", {session.requeued} interrupted trial(s) queued again" if session.requeued else "")
     )

@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search import space
+from fishopt.search import holdout, space, tuned
 from fishopt.search.context import Context
 from fishopt.search.spec import StudySpec
 from fishopt.search.studies import origin_number
-from fishopt.search.tuned import CONFIRM, confirm_seed
 from fishopt.storage import fence
 from fishopt.storage.connect import set_user_attrs
 from fishopt.training.model import MLPSpec, load_model, parameter_count
@@ -42,6 +41,7 @@ def objective(
     stop_now: Callable[[], bool] | None = None,
     check_alive: Callable[[], None] | None = None,
     tags: dict | None = None,
+    precision: str = "auto",
 ) -> Callable[[optuna.Trial], float]:
     """The Optuna objective.
 
@@ -55,9 +55,20 @@ def objective(
     A trial writes its user attributes twice, each time in one transaction: who it is (seed,
     repeat, configuration) when it starts, so a trial whose worker is killed still says so,
     and what it found (curves, best epoch, test figures) when it ends.
+
+    ``precision`` is the study's (``search.precision``), so every trial of it trains alike.
+    In the tuned protocol (``search.tuned``) search trials are scored on the selection half of
+    the validation split; confirm and defaults runs choose their epoch there too, and their
+    value is the reporting half's macro-F1 at that epoch.
     """
     spec = ctx.spec
     prunes = spec.pruner["name"] != "none"
+    # vary_split is refused with the tuned protocol, so its trials all use ctx.tensors.
+    halves = (
+        holdout.split_valid(ctx.tensors.X_valid, ctx.tensors.y_valid, spec.base_split_seed)
+        if spec.tuned and tuned.holds_out(spec.tuned)
+        else None
+    )
 
     def run(trial: optuna.Trial) -> float:
         # The trial as Optuna created it (enqueued attributes, retry marks), read without a query.
@@ -68,12 +79,17 @@ def objective(
         # it on one noisy epoch would leave that configuration without its repeats.
         prune_this = prunes and "repeat_of" not in frozen.user_attrs
         model_spec = cfg.mlp(ctx.in_features, ctx.n_classes)
-        if frozen.user_attrs.get("phase") == CONFIRM:  # paired: the r-th seed of every optimizer
-            seed = confirm_seed(spec.seed, int(frozen.user_attrs.get("repeat", 0)))
+        phase = frozen.user_attrs.get("phase")
+        reports = halves is not None and phase in (tuned.CONFIRM, tuned.DEFAULTS)
+        if phase in (tuned.CONFIRM, tuned.DEFAULTS):  # paired: the r-th seed of every optimizer
+            seed = tuned.confirm_seed(spec.seed, int(frozen.user_attrs.get("repeat", 0)))
         else:
             seed = derive_seed(spec.seed, origin_number(frozen))
         repeat = cfg.repeat if cfg.repeat is not None else frozen.user_attrs.get("repeat", 0)
         t, split_seed = ctx.tensors_for(int(repeat))
+        X_valid, y_valid = t.X_valid, t.y_valid
+        if halves is not None:
+            X_valid, y_valid = halves[0], halves[1]
         record: dict = {
             "repeat": repeat,
             "seed": seed,
@@ -81,6 +97,11 @@ def objective(
             "hidden": list(cfg.hidden),
             "n_params": parameter_count(model_spec),
             **({"split_seed": split_seed} if spec.vary_split else {}),
+            **(
+                {"scored_on": "reporting" if reports else "selection", "valid_images": len(y_valid)}
+                if halves is not None
+                else {}
+            ),
         }
         set_user_attrs(trial, {**record, **(tags or {})})  # a killed trial still says who it was
         record = {}
@@ -97,17 +118,36 @@ def objective(
                 raise optuna.TrialPruned(f"epoch {epoch.epoch}: valid F1 {epoch.valid_f1:.3f}")
 
         config = TrainConfig(
-            epochs=spec.epochs, batch_size=cfg.batch_size, seed=seed, device=ctx.device
+            epochs=spec.epochs,
+            batch_size=cfg.batch_size,
+            seed=seed,
+            device=ctx.device,
+            precision=precision,
         )
         try:
             result = train(
-                model_spec, cfg.optim, t.X_train, t.y_train, t.X_valid, t.y_valid, config, on_epoch
+                model_spec, cfg.optim, t.X_train, t.y_train, X_valid, y_valid, config, on_epoch
             )
+            value = result.best_valid_f1
             record.update(
                 best_epoch=result.best_epoch, diverged=result.diverged, precision=result.precision
             )
-            if len(t.y_test):
-                model = load_model(model_spec, result.state, ctx.device)
+            model = (
+                load_model(model_spec, result.state, ctx.device)
+                if reports or len(t.y_test)
+                else None
+            )
+            if reports:  # the chosen epoch's weights, measured on images nothing chose with
+                assert halves is not None and model is not None
+                shown = evaluate(model, halves[2], halves[3], ctx.n_classes)
+                value = shown.macro_f1
+                record.update(
+                    select_f1=result.best_valid_f1,
+                    report_f1=shown.macro_f1,
+                    report_acc=shown.accuracy,
+                    report_images=len(halves[3]),
+                )
+            if model is not None and len(t.y_test):
                 test = evaluate(model, t.X_test, t.y_test, ctx.n_classes, detailed=True)
                 record.update(
                     test_acc=test.accuracy, test_f1=test.macro_f1, test_confusion=test.confusion
@@ -120,7 +160,7 @@ def objective(
         finally:
             record.update(history_attrs(history))
             set_user_attrs(trial, record)
-        return result.best_valid_f1
+        return value
 
     return run
 

@@ -10,13 +10,20 @@ from optuna.trial import FrozenTrial, TrialState
 from fishopt.search import space
 from fishopt.search.studies import FINISHED, origin_number
 
+# What an interrupted trial's retry keeps of its user attributes: its seed's repeat index and,
+# in the tuned protocol, its phase (a confirm run must stay one, with its paired seed).
+RETRY_KEEPS = ("repeat", "repeat_of", "phase", "confirm_of", "at_defaults")
+
 
 def requeue_interrupted(study: optuna.Study) -> int:
     """Re-enqueue the params of trials that failed by interruption and were never finished."""
     trials = study.get_trials(deepcopy=False)
 
     def key(t: FrozenTrial) -> str:
-        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
+        # A queued retry has no params yet, only the ones it was queued with.
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        repeat = params.get("repeat", t.user_attrs.get("repeat"))
+        return space.config_key(params) + str(repeat) + str(t.user_attrs.get("phase", ""))
 
     done = {
         key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
@@ -27,7 +34,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
             continue
         if key(t) in done or not t.params:
             continue
-        attrs = {k: t.user_attrs[k] for k in ("repeat", "repeat_of") if k in t.user_attrs}
+        attrs = {k: t.user_attrs[k] for k in RETRY_KEEPS if k in t.user_attrs}
         study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": origin_number(t)})
         done.add(key(t))
         queued += 1

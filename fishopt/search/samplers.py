@@ -56,7 +56,7 @@ def make_sampler(
             own = None if seed is None else (seed * 1_000_003 + sum(map(ord, optimizer))) % 2**31
             return _plain(name, opts, own)
 
-        return PerOptimizerSampler(one)
+        return PerOptimizerSampler(one, spec.tuned.get("spaces", {}))
     return _plain(name, opts, seed, spec, distinct_grid)
 
 

@@ -24,7 +24,7 @@ import torch
 from fishopt import config, data
 from fishopt.errors import FishoptError
 from fishopt.notes import save_study_note
-from fishopt.search import claim, requeue, samplers, studies
+from fishopt.search import claim, precision, requeue, samplers, studies
 from fishopt.search import spec as specs
 from fishopt.search.context import Context, make_tensors, split_for
 from fishopt.storage import locks
@@ -86,6 +86,7 @@ class Session:
     load_seconds: float = 0.0
     requeued: int = 0
     warnings: list[str] = field(default_factory=list)
+    precision: str = "auto"  # the study's, recorded when it started (search.precision)
 
     @property
     def spec(self) -> specs.StudySpec:
@@ -243,15 +244,18 @@ def open_session(
             claim.set_budget(st, opts.n_trials)
         requeued = requeue.requeue_interrupted(st)
         running = studies.tally(st.get_trials(deepcopy=False)).running
+        trains_in, precision_notes = precision.settle(st, spec, device)
     finally:
         lock.release()
-    notes = sqlite_warnings(settings.storage, running + 1)
+    notes = [*precision_notes, *sqlite_warnings(settings.storage, running + 1)]
     if not settings.storage.exact_lock:
         notes.append(
             "this storage has no cross-process lock; the budget may be overshot by up to "
             "workers - 1 trials. PostgreSQL or a local SQLite file avoid this."
         )
-    return Session(opts, settings, hb, storage, ctx, st, lock, hit, seconds, requeued, notes)
+    return Session(
+        opts, settings, hb, storage, ctx, st, lock, hit, seconds, requeued, notes, trains_in
+    )
 
 
 def prepare_data(opts: Options, storage: Storage, log: Log) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 
+from fishopt.search import ranges
 from fishopt.search.spec import DEFAULT_FIXED, Range, StudySpec
 from fishopt.training.model import MLPSpec
 from fishopt.training.optim import OptimSpec
@@ -84,7 +85,13 @@ def suggest_tuned(trial: optuna.Trial, tuned: dict) -> OptimSpec:
     """The tuned protocol: the optimizer was fixed when the trial was queued; its own
     hyperparameters come from its own space (``search.tuned``)."""
     optimizer = trial.suggest_categorical("optimizer", list(tuned["optimizers"]))
-    values = {k: _suggest_range(trial, k, r) for k, r in tuned["spaces"][optimizer].items()}
+    space = tuned["spaces"][optimizer]
+    # At torch's defaults (the first search trial, the defaults runs) a zero default that its
+    # log range cannot hold is left out, so torch's own 0 applies (``search.ranges``).
+    outside = {k for k, r in space.items() if "default" in r and not ranges.contains_default(r)}
+    if outside and trial.user_attrs.get("at_defaults"):
+        space = {k: r for k, r in space.items() if k not in outside}
+    values = {k: _suggest_range(trial, k, r) for k, r in space.items()}
     return OptimSpec(
         name=str(optimizer),
         lr=values.pop("lr", None),

@@ -152,21 +152,28 @@ def trial_ref(study: optuna.Study, trial: FrozenTrial) -> TrialRef:
 
 
 class FilteredStudy:
-    """A study as a sampler should see it: only the trials ``keep`` accepts.
+    """A study as a sampler should see it: only the trials ``keep`` accepts, each as ``view``
+    shows it (unchanged by default).
 
     Optuna's samplers read a study's trials through ``get_trials`` and its private
     ``_get_trials``; both are filtered here, everything else is the study's own.
     """
 
-    def __init__(self, study: optuna.Study, keep: Callable[[FrozenTrial], bool]) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        keep: Callable[[FrozenTrial], bool],
+        view: Callable[[FrozenTrial], FrozenTrial] = lambda t: t,
+    ) -> None:
         self._study = study
         self._keep = keep
+        self._view = view
 
     def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return [t for t in self._study._get_trials(*args, **kwargs) if self._keep(t)]
+        return [self._view(t) for t in self._study._get_trials(*args, **kwargs) if self._keep(t)]
 
     def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return [t for t in self._study.get_trials(*args, **kwargs) if self._keep(t)]
+        return [self._view(t) for t in self._study.get_trials(*args, **kwargs) if self._keep(t)]
 
     @property
     def trials(self) -> list[FrozenTrial]:

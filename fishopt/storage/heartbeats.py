@@ -29,6 +29,9 @@ from fishopt.storage.fence import models
 from fishopt.storage.rdb import Storage
 
 EXIT_STORAGE_LOST = 75  # EX_TEMPFAIL: try again once the storage is back
+# What an interrupted trial's retry keeps of its user attributes: its seed's repeat index and,
+# in the tuned protocol, its phase (a confirm run must stay one, with its paired seed).
+RETRY_KEEPS = ("repeat", "repeat_of", "phase", "confirm_of", "at_defaults")
 
 
 class StorageLost(FishoptError):

@@ -73,6 +73,16 @@ def default_lr(name: str) -> float:
     return float(inspect.signature(_cls(name)).parameters["lr"].default)
 
 
+def torch_default(name: str, option: str) -> float:
+    """torch's default for one of ``name``'s settings, by its trial-parameter name (``beta2``
+    is the second of ``betas``), read from the class signature so it follows torch releases."""
+    for joined, pair in _PAIRS.items():
+        if option in pair:
+            value = inspect.signature(_cls(name)).parameters[joined].default
+            return float(value[pair.index(option)])
+    return float(inspect.signature(_cls(name)).parameters[option].default)
+
+
 def accepts(name: str, option: str) -> bool:
     return option in inspect.signature(_cls(name)).parameters
 
