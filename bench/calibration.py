@@ -541,13 +541,15 @@ def write(args: argparse.Namespace, lines: list[str], seconds: float) -> None:
     command = "python -m bench.calibration" + (
         f" --families {args.families}" if args.families != FAMILIES else ""
     )
+    used = os.times()
     text = "\n".join(
         [
             "# Calibration of fishopt's claims and intervals",
             "",
-            f"`{command}` on {dt.date.today().isoformat()}, {_cpu()}, {cores} cores, "
-            f"{seconds:.0f} s. Rows are explained in `bench/calibration.py`'s docstring; the",
-            "procedures and intervals are those of `fishopt/claims.py`.",
+            f"`{command}`, {dt.date.today().isoformat()}: {_cpu()}, {cores} cores,",
+            f"{seconds:.0f} s wall, {used.user + used.system:.0f} s CPU. The rows are explained in",
+            "the docstring of `bench/calibration.py`; the procedures and intervals are those of",
+            "`fishopt/claims.py`.",
             "",
             "```",
             *lines,
