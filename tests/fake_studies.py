@@ -17,10 +17,10 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-OPTIMIZER_VALUES = {
-    "Good": [0.90, 0.91, 0.92],
-    "Same": [0.89, 0.91, 0.92],  # overlaps Good: the report must not call it different
-    "Bad": [0.50, 0.52, 0.51],  # far below: significant even after Holm correction
+OPTIMIZER_VALUES = {  # five seeds: three are too few for any rank test to separate two arms
+    "Good": [0.90, 0.91, 0.92, 0.915, 0.905],
+    "Same": [0.89, 0.91, 0.92, 0.90, 0.915],  # overlaps Good: the report must not call it different
+    "Bad": [0.50, 0.52, 0.51, 0.53, 0.49],  # far below: the procedure must say so
 }
 EPOCHS = 5
 
@@ -133,11 +133,11 @@ def _optimizers(storage_url: str, name: str) -> None:
     st = create(
         storage_url,
         name,
-        identity("optimizers", "optimizers", {"hidden": [256, 128]}, {"optimizer": names}, 3),
+        identity("optimizers", "optimizers", {"hidden": [256, 128]}, {"optimizer": names}, 5),
     )
     dists = {
         "optimizer": CategoricalDistribution(names),
-        "repeat": CategoricalDistribution([0, 1, 2]),
+        "repeat": CategoricalDistribution([0, 1, 2, 3, 4]),
     }
     for opt, values in OPTIMIZER_VALUES.items():
         for r, v in enumerate(values):

@@ -36,7 +36,7 @@ from fishopt.files import atomic_dir
 from fishopt.search import space, studies
 from fishopt.search.context import Context
 from fishopt.search.session import open_existing
-from fishopt.stats import from_confusion, held_out_figures
+from fishopt.stats import held_out_figures
 from fishopt.training.model import MLPSpec, load_model
 from fishopt.training.train import Metrics, TrainConfig, evaluate, train
 
@@ -94,7 +94,7 @@ def test_metrics(model: torch.nn.Module, ctx: Context) -> dict | None:
     if not len(t.y_test):
         return None
     m: Metrics = evaluate(model, t.X_test, t.y_test, ctx.n_classes, detailed=True)
-    held_out = held_out_figures(*from_confusion(m.confusion), ctx.n_classes)
+    held_out = held_out_figures(m.confusion)
     return {
         **held_out.to_dict(),  # n, accuracy and macro-F1 with 95% intervals, small-split warning
         "per_class_f1": dict(zip(ctx.dataset.classes, m.per_class_f1, strict=True)),

@@ -18,7 +18,8 @@ from pathlib import Path
 from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.files import write_bytes
-from fishopt.report.comparison import comparison_page, finding
+from fishopt.report.answers import answer
+from fishopt.report.comparison import comparison_page
 from fishopt.report.doc import Doc
 from fishopt.report.load import load_studies
 from fishopt.report.pages import study_page
@@ -39,7 +40,11 @@ def build(url: StorageURL, names: list[str], out: Path) -> Written:
     studies = load_studies(url, names)
     index = comparison_page(studies)
     pages: list[Doc] = [study_page(s, studies) for s in studies]
-    summary = "\n".join([index.to_markdown(), *(p.to_markdown() for p in pages)])
+    # summary.md: the comparison page (with each tuned study's section), then each study page
+    # without the tuned section it already holds.
+    summary = "\n".join(
+        [index.to_markdown(), *(study_page(s, studies, tuned=False).to_markdown() for s in studies)]
+    )
     try:
         for doc in (index, *pages):
             for file, data in doc.figures.items():
@@ -52,5 +57,5 @@ def build(url: StorageURL, names: list[str], out: Path) -> Written:
         out / "index.html",
         [out / f"{p.slug}.html" for p in pages],
         out / "summary.md",
-        [f"{s.name}: {finding(s)}" for s in studies],
+        [f"{s.name}: {answer(s, studies)}" for s in studies],
     )

@@ -7,11 +7,7 @@ import re
 
 from fishopt.report.doc import fmt
 from fishopt.search import ranges
-from fishopt.stats import (
-    HeldOutFigures,
-    from_confusion,
-    held_out_figures,
-)
+from fishopt.stats import HeldOutFigures, held_out_figures
 
 
 def slug(name: str) -> str:
@@ -31,12 +27,11 @@ def held_out(t) -> HeldOutFigures | None:
     cm = t.user_attrs.get("test_confusion")
     if not cm:
         return None
-    true, pred = from_confusion(cm)
-    return held_out_figures(true, pred, len(cm))
+    return held_out_figures(cm)
 
 
 def test_f1_cell(t) -> str:
-    """A table cell: test macro-F1 of one trial with its 95% bootstrap interval."""
+    """A table cell: test macro-F1 of one trial with its 95% interval."""
     if t is None:
         return "-"
     fig = held_out(t)

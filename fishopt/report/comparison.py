@@ -10,51 +10,15 @@ from optuna.trial import TrialState
 
 from fishopt.report import plots
 from fishopt.report.analyses import (
-    analyse_optimizers,
     best_of,
-    config_rows,
 )
-from fishopt.report.cells import params_text, slug, test_f1_cell
-from fishopt.report.doc import Doc, fmt, fmt_p
+from fishopt.report.answers import answer
+from fishopt.report.cells import slug, test_f1_cell
+from fishopt.report.doc import Doc, fmt
 from fishopt.report.load import StudyData
 from fishopt.report.page_tuned import defaults_for, tuned_section
-from fishopt.report.tuned import TUNED, analyse_tuned
-
-
-def finding(s: StudyData) -> str:
-    """One sentence per study for the comparison page and the summary."""
-    if not s.complete:
-        return "no finished trials yet"
-    if s.kind == "optimizers":
-        a = analyse_optimizers(s.complete, s.spec)
-        sig = [c.other for c in a.comparisons if c.significant]
-        same = [c.other for c in a.comparisons if not c.significant and not math.isnan(c.p_holm)]
-        untested = [c.other for c in a.comparisons if math.isnan(c.p_holm)]
-        text = f"best mean F1: {a.best} ({a.rows[0].f1.mean:.3f})"
-        if sig:
-            text += f"; significantly better than {', '.join(sig)}"
-        if same:
-            text += f"; the data cannot separate it from {', '.join(same)}"
-        if untested:
-            text += f"; too few repeats to test against {', '.join(untested)}"
-        return text
-    if s.kind == TUNED:
-        a = analyse_tuned(s.trials, s.spec)
-        best = a.tuned_best
-        if best is None:
-            return "no finished confirm runs yet"
-        text = f"best tuned: {best} ({a.rows[0].tuned.mean:.3f} over {a.rows[0].tuned.n} seeds)"
-        if a.comparisons:
-            c = a.comparisons[0]
-            text += "; " + ("separated from" if c.significant else "cannot be told from")
-            text += f" {c.other} (Holm p = {fmt_p(c.p_holm)})"
-        return text + (f"; {len(a.missing)} thing(s) unfinished" if a.missing else "")
-    if s.kind in ("widths", "depth"):
-        rows = config_rows(s.complete)
-        top = max(rows, key=lambda r: r.f1.mean)
-        return f"best mean F1: hidden {top.label} ({top.f1.mean:.3f}, {top.n_params:,} params)"
-    best = best_of(s.complete)
-    return f"best trial #{best.number}: F1 {best.value:.3f} ({params_text(best.params)})"
+from fishopt.report.tuned import TUNED
+from fishopt.stats import SMALL_TEST
 
 
 def comparison_page(studies: Sequence[StudyData]) -> Doc:
@@ -116,10 +80,23 @@ def comparison_page(studies: Sequence[StudyData]) -> Doc:
             "column); bf16 and fp32 runs of one setting can differ by more than seeds do.",
             cls="nosig",
         )
+    small = [
+        f"{s.name} ({n} test images)"
+        for s in studies
+        if len(sizes := s.identity.get("split", {}).get("sizes", [])) == 3
+        and (n := int(sizes[2])) < SMALL_TEST
+    ]
+    if small:
+        doc.para(
+            f"Warning: small test splits in {', '.join(small)}: one image moves a test figure "
+            "by a point or more, so test F1 carries wide intervals and cannot rank these "
+            "studies; compare validation F1 over seeds instead.",
+            cls="nosig",
+        )
+    doc.heading("Answers", 2, "answers")
+    doc.bullets([(f"{s.name}: {answer(s, studies)}", "answer") for s in studies])
     for tuned in (s for s in studies if s.kind == TUNED):
         tuned_section(doc, tuned, defaults_for(tuned, studies))
-    doc.heading("Findings", 2)
-    doc.bullets([(f"{s.name}: {finding(s)}", None) for s in studies])
     for s in studies:
         if s.spec.get("question"):
             doc.para(f"{s.name} asks: {s.spec['question']}")

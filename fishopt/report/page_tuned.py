@@ -9,7 +9,7 @@ from fishopt.report import plots
 from fishopt.report.cells import ci, params_text, slug
 from fishopt.report.doc import Doc, fmt, fmt_p
 from fishopt.report.load import StudyData
-from fishopt.report.tuned import analyse_tuned, tuned_opening
+from fishopt.report.tuned import analyse_tuned
 
 
 def defaults_for(tuned: StudyData, studies: Sequence[StudyData]) -> StudyData | None:
@@ -24,7 +24,6 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
     """Defaults beside tuned: the opening paragraph, the table, the tests and the figures."""
     a = analyse_tuned(s.trials, s.spec, d.complete if d else None, precision=s.precision)
     doc.heading(f"Optimizers tuned ({s.name})", 2, f"tuned-{slug(s.name)}")
-    doc.para(tuned_opening(a), cls="opening")
     if a.paired:
         doc.para(
             f"Defaults are this study's own defaults runs: torch's defaults re-run with the "
@@ -58,15 +57,15 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
     doc.para(
         scored + "Tuned F1 is the mean over the confirm runs (the best search setting re-run "
         "with fresh seeds, the same seeds for every optimizer), so it is not inflated by "
-        "picking the luckiest search trial. Intervals of the means are 95% percentile "
-        "bootstrap over seeds; gain = tuned minus defaults, "
+        "picking the luckiest search trial. Intervals of the means are 95% Student t "
+        "intervals over seeds (shown from 3 seeds on); gain = tuned minus defaults, "
         + (
-            "the mean of the per-seed differences with a 95% t interval over them; "
+            "the mean of the per-seed differences with a 95% paired t interval over them; "
             if a.paired
             else "the difference of the two means; "
         )
-        + "rank 1 = best mean. p = Welch t-test of the tuned best against each other "
-        "optimizer, Holm-corrected."
+        + "rank 1 = best mean. p = the family-wise adjusted p-value of the tuned winner "
+        "against each other optimizer (one all-pairs rank test over the confirm runs)."
     )
     cmp = {c.other: c for c in a.comparisons}
     doc.table(
@@ -82,7 +81,7 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
             "rank tuned",
             "search trials",
             "confirm runs",
-            "p vs tuned best (Holm)",
+            "p vs tuned best (family-wise)",
         ],
         [
             [
@@ -97,7 +96,7 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
                 r.rank_tuned or "-",
                 f"{r.search_done} / {a.trials_per_optimizer}",
                 f"{len(r.confirm)} / {a.confirm_seeds}",
-                fmt_p(cmp[r.optimizer].p_holm) if r.optimizer in cmp else "-",
+                fmt_p(cmp[r.optimizer].p) if r.optimizer in cmp else "-",
             ]
             for r in a.rows
         ],
@@ -134,45 +133,6 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
     if a.comparisons:
         doc.heading(f"Is {a.tuned_best} really better once tuned?", 3)
         doc.bullets([(c.verdict, "sig" if c.significant else "nosig") for c in a.comparisons])
-    if a.probabilities:
-        doc.heading(f"P({a.tuned_best} > other)", 3)
-        doc.para(
-            "How often the tuned best beats each other optimizer on the same seed "
-            "(Bouthillier et al. 2021), with a 95% percentile bootstrap interval over seeds. "
-            "With a handful of seeds the interval is too narrow to be a test; the verdicts "
-            "above decide."
-        )
-        doc.table(
-            ["other", "seeds", f"P({a.tuned_best} > other)", "95% CI"],
-            [
-                [o, pr.n, pr.p, "-" if math.isnan(pr.low) else f"{pr.low:.2f} – {pr.high:.2f}"]
-                for o, pr in a.probabilities
-            ],
-            cls="prob",
-        )
-    f = a.friedman
-    doc.heading("All optimizers at once: Friedman test over seeds", 3)
-    if f is None:
-        doc.para(
-            "Not testable yet: it needs at least 3 optimizers with confirm runs on at least "
-            "2 common seeds."
-        )
-    else:
-        doc.para(
-            f"Friedman chi-square = {f.statistic:.2f} over {f.blocks} seeds, p = {fmt_p(f.p)}: "
-            + (
-                "the optimizers' ranks differ more than chance would make them."
-                if f.significant
-                else "the ranks could be chance; the data cannot order these optimizers."
-            )
-            + f" Nemenyi critical difference of average ranks: {f.cd:.2f}."
-        )
-        doc.figure(
-            f"cd-{slug(s.name)}",
-            plots.cd_diagram(f),
-            f"Critical-difference diagram: average rank over {f.blocks} seeds (1 = best); "
-            "optimizers joined by a bar are not separated by the Nemenyi test",
-        )
     doc.figure(
         f"budget-{slug(s.name)}",
         plots.budget_curves(a.budget) if a.budget else None,

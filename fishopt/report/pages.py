@@ -17,11 +17,12 @@ from fishopt.report.analyses import (
     history,
     series,
 )
+from fishopt.report.answers import answer
 from fishopt.report.cells import acc_of, ci, f1_of, held_out, params_text, slug, test_f1_cell
 from fishopt.report.doc import Doc, fmt, fmt_p
 from fishopt.report.load import StudyData
 from fishopt.report.page_tuned import defaults_for, tuned_section
-from fishopt.report.tuned import TUNED, defaults_opening
+from fishopt.report.tuned import TUNED
 from fishopt.stats import (
     pareto_front,
     small_test_warning,
@@ -33,7 +34,6 @@ from fishopt.stats import (
 
 def _header(doc: Doc, s: StudyData) -> None:
     spec = s.spec
-    doc.heading(f"Study {s.name} ({s.kind})", 1)
     if spec.get("question"):
         doc.para(f"Question: {spec['question']}")
     if spec.get("description"):
@@ -81,15 +81,15 @@ def _header(doc: Doc, s: StudyData) -> None:
 def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
     a = analyse_optimizers(s.complete, s.spec)
     doc.heading("Optimizers", 2, "optimizers")
-    doc.para(defaults_opening(a), cls="opening")
     doc.para(
-        "Validation macro-F1 is each trial's best epoch; mean and 95% confidence interval "
-        "(percentile bootstrap, so it stays within the values seen) are over repeats with "
-        "different seeds. Test F1 carries a 95% bootstrap interval over test images. "
-        "Gap = train minus validation "
-        "accuracy at the last epoch (overfitting). Epochs to 90% = first epoch whose validation "
-        "F1 reaches 90% of the trial's own best (speed of convergence). p = Welch t-test of the "
-        "best optimizer against each other one, Holm-corrected for the number of comparisons."
+        "Validation macro-F1 is each trial's best epoch; its mean and 95% confidence interval "
+        "(Student t, shown from 3 seeds on) are over repeats with different seeds. Test F1 "
+        "carries a 95% interval over test images (resampled within each class). Gap = train "
+        "minus validation accuracy at the last epoch (overfitting). Epochs to 90% = first "
+        "epoch whose validation F1 reaches 90% of the trial's own best (speed of convergence). "
+        "p = the family-wise adjusted p-value of the winner against each other optimizer, from "
+        "one all-pairs rank test over the whole table (its rate of false 'beats' claims was "
+        "measured at 5% or less: bench/RESULTS.md, calibration)."
     )
     cmp = {c.other: c for c in a.comparisons}
     groups = _by_optimizer(s)
@@ -108,7 +108,6 @@ def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> No
                 fmt(r.epochs_to_90, 1),
                 fmt(r.epoch_seconds * 1000, 1),
                 fmt_p(c.p) if c else "best",
-                fmt_p(c.p_holm) if c else "best",
             ]
         )
     doc.table(
@@ -122,8 +121,7 @@ def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> No
             "train-valid gap",
             "epochs to 90%",
             "ms / epoch",
-            "p vs best",
-            "p (Holm)",
+            "p vs best (family-wise)",
         ],
         rows,
         cls="optimizers",
@@ -134,7 +132,7 @@ def _optimizers(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> No
     doc.figure(
         "optimizer-f1",
         plots.optimizer_f1(a) if a.rows else None,
-        "Validation macro-F1 per optimizer: mean and 95% bootstrap CI over repeats",
+        "Validation macro-F1 per optimizer: mean and 95% t interval over repeats",
     )
     if any(c.epochs for m in a.curves.values() for c in m.values()):
         doc.figure(
@@ -160,7 +158,7 @@ def _config_table(doc: Doc, rows) -> None:
             "mean F1",
             "± sd",
             "95% CI",
-            "test F1 (best)",
+            "test F1 (best repeat, 95% CI)",
             "ms / epoch",
         ],
         [
@@ -171,9 +169,9 @@ def _config_table(doc: Doc, rows) -> None:
                 r.n_params,
                 r.trials,
                 r.f1.mean,
-                r.f1.sd,
+                r.f1.sd if r.trials > 1 else "-",
                 ci(r.f1),
-                r.test_f1,
+                test_f1_cell(r.best),
                 fmt(r.epoch_seconds * 1000, 1),
             ]
             for r in rows
@@ -193,52 +191,40 @@ def _pareto_text(doc: Doc, rows) -> None:
     )
 
 
-def _config_intro(doc: Doc, s: StudyData, title: str, anchor: str) -> list:
-    """The heading and table every per-configuration study opens with; its rows."""
+def _configurations(doc: Doc, s: StudyData, what: str) -> None:
+    """The widths or depth section: the table, F1 against size, cost and the Pareto front."""
     rows = config_rows(s.complete)
-    doc.heading(title, 2, anchor)
+    doc.heading(what.capitalize(), 2, what)
     if not rows:
         doc.para("No finished trials yet.")
-        return []
+        return
     _config_table(doc, rows)
-    return rows
+    if what == "widths":
+        groups = series(
+            rows, lambda r: f"{r.n_layers} layer{'s' if r.n_layers != 1 else ''}, {r.pattern}"
+        )
+        figure = plots.f1_vs_width(groups)
+        caption = "Validation macro-F1 against first-layer width (log scale)"
+    else:
+        figure = plots.f1_vs_depth(rows)
+        caption = "Validation macro-F1 against the number of hidden layers"
+    doc.figure(
+        "f1-width" if what == "widths" else "f1-depth", figure, caption + ", mean ± sd over repeats"
+    )
+    doc.figure(
+        "cost",
+        plots.cost(rows),
+        "Cost against F1: time per epoch and parameter count, with the Pareto front",
+    )
+    _pareto_text(doc, rows)
 
 
 def _widths(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
-    rows = _config_intro(doc, s, "Width", "widths")
-    if not rows:
-        return
-    groups = series(
-        rows, lambda r: f"{r.n_layers} layer{'s' if r.n_layers != 1 else ''}, {r.pattern}"
-    )
-    doc.figure(
-        "f1-width",
-        plots.f1_vs_width(groups),
-        "Validation macro-F1 against first-layer width (log scale), mean ± sd over repeats",
-    )
-    doc.figure(
-        "cost",
-        plots.cost(rows),
-        "Cost against F1: time per epoch and parameter count, with the Pareto front",
-    )
-    _pareto_text(doc, rows)
+    _configurations(doc, s, "widths")
 
 
 def _depth(doc: Doc, s: StudyData, studies: Sequence[StudyData] = ()) -> None:
-    rows = _config_intro(doc, s, "Depth", "depth")
-    if not rows:
-        return
-    doc.figure(
-        "f1-depth",
-        plots.f1_vs_depth(rows),
-        "Validation macro-F1 against the number of hidden layers, mean ± sd over repeats",
-    )
-    doc.figure(
-        "cost",
-        plots.cost(rows),
-        "Cost against F1: time per epoch and parameter count, with the Pareto front",
-    )
-    _pareto_text(doc, rows)
+    _configurations(doc, s, "depth")
 
 
 # -------------------------------------------------------------------------- any study
@@ -254,8 +240,8 @@ def _general(doc: Doc, s: StudyData) -> None:
     held = held_out(best)
     if held is not None:
         test_rows = [
-            ("test accuracy (Wilson 95% CI)", with_interval(*acc_of(held))),
-            ("test macro-F1 (bootstrap 95% CI)", with_interval(*f1_of(held))),
+            ("test accuracy (exact binomial 95% CI)", with_interval(*acc_of(held))),
+            ("test macro-F1 (95% CI, resampled within classes)", with_interval(*f1_of(held))),
             ("test images", held.n),
         ]
     else:
@@ -329,16 +315,19 @@ KIND_SECTIONS = {
 }
 
 
-def study_page(s: StudyData, studies: Sequence[StudyData] = ()) -> Doc:
-    """``studies``: the others in the same report (a tuned study finds its defaults there)."""
+def study_page(s: StudyData, studies: Sequence[StudyData] = (), tuned: bool = True) -> Doc:
+    """``studies``: the others in the same report (a tuned study finds its defaults there);
+    ``tuned=False`` leaves out the tuned section (summary.md has it from the comparison)."""
     doc = Doc(f"fishopt report: {s.name}", slug(s.name))
     doc.raw_html('<nav><a href="index.html">all studies</a></nav>')
+    doc.heading(f"Study {s.name} ({s.kind})", 1)
+    doc.para(answer(s, studies), cls="answer")
     _header(doc, s)
     kind = s.kind
     if kind == "custom" and set(s.spec.get("space", {})) == {"optimizer"}:
         kind = "optimizers"  # a custom spec that only varies the optimizer is that comparison
     section = KIND_SECTIONS.get(kind)
-    if section is not None:
+    if section is not None and (tuned or kind != TUNED):
         section(doc, s, studies)
     _general(doc, s)
     return doc

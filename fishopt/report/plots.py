@@ -24,7 +24,7 @@ from fishopt.report.analyses import (
     change_per_epoch,
     history,
 )
-from fishopt.stats import Friedman, pareto_front
+from fishopt.stats import pareto_front
 
 STYLE = {
     "font.size": 11,
@@ -314,21 +314,6 @@ def budget_curves(budget: dict[str, list[tuple[int, float, float]]]) -> bytes:
         ax.set_ylabel("expected best validation macro-F1")
         ax.set_title("What a search budget buys (expected best of k trials, ± sd)")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="optimizer")
-        return fig
-
-    return render(build)
-
-
-def cd_diagram(f: Friedman) -> bytes:
-    """Critical-difference diagram (scikit-posthocs): average ranks over seeds, optimizers
-    that the Nemenyi test cannot separate joined by a bar, the critical difference above."""
-    import pandas as pd
-    import scikit_posthocs as skp
-
-    def build() -> Figure:
-        fig, (ax,) = _figure(1, width=7.5, height=1.2 + 0.3 * len(f.names))
-        sig = pd.DataFrame(f.nemenyi, index=f.names, columns=f.names)
-        skp.critical_difference_diagram(f.ranks, sig, cd=f.cd, ax=ax)
         return fig
 
     return render(build)

@@ -5,8 +5,9 @@ the confirm runs; for a study made before that phase existed, an ``optimizers`` 
 its tuned score (the confirm runs of its best search setting), what tuning bought (per seed,
 ``TunedRow.gains``, and its interval, ``TunedRow.gain_ci`` from ``gain_interval``), the
 selection's optimism (best search score against the confirm mean) and how the ranking moved;
-P(best > other) over paired seeds, a Friedman test over the seeds, the budget curves of the
-search phase, and the one-paragraph answers each optimizer page opens with.
+who wins and what the data can tell (``claims.decide``, through ``analyses.compare_to_best``),
+the budget curves of the search phase, and the one-paragraph answers each optimizer page opens
+with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
+from fishopt import claims
 from fishopt.report.analyses import (
     Comparison,
     OptimizerAnalysis,
@@ -25,21 +27,11 @@ from fishopt.report.analyses import (
     compare_to_best,
 )
 from fishopt.search.tuned import best_search, edge_warnings, holds_out
-from fishopt.stats import (
-    Friedman,
-    Interval,
-    Probability,
-    bootstrap_ci,
-    budget_curve,
-    expected_max,
-    friedman,
-    prob_better,
-)
+from fishopt.stats import Interval, budget_curve, expected_max, mean_ci
 
 # ------------------------------------------------------------ optimizers, tuned vs defaults
 
 TUNED = "optimizers-tuned"
-LEVEL = 0.95
 
 
 def _phase(t: FrozenTrial) -> str:
@@ -57,28 +49,20 @@ def _reached(t: FrozenTrial) -> float | None:
     return None
 
 
-def gain_interval(diffs: Sequence[float], level: float = LEVEL) -> Interval:
-    """The interval of the mean paired gain (tuned minus defaults, seed by seed).
-
-    The one place the gain's interval is computed: fishopt.claims (issue 17, items 3-4) owns
-    the calibrated intervals and replaces this body. Until then: Student's t over the per-seed
-    differences (scipy), which assumes roughly normal differences; a constant difference (the
-    search's best was the defaults) has no spread and gets a zero-width interval.
-    """
-    from scipy import stats as sps
-
+def gain_interval(diffs: Sequence[float]) -> Interval:
+    """The mean paired gain (tuned minus defaults, seed by seed) with its calibrated 95%
+    interval (``claims.paired_gain_interval``: paired t, shown from 3 pairs on and only when the
+    gains differ; a constant gain, e.g. the search's best was the defaults, has none)."""
     xs = [float(d) for d in diffs if math.isfinite(d)]
     n = len(xs)
     if n == 0:
         return Interval(0, math.nan, math.nan, math.nan, math.nan)
-    mean = statistics.fmean(xs)
-    if n < 2:
-        return Interval(n, mean, math.nan, math.nan, math.nan)
-    sd = statistics.stdev(xs)
-    if sd == 0:
-        return Interval(n, mean, 0.0, mean, mean)
-    ci = sps.ttest_1samp(xs, 0.0).confidence_interval(level)
-    return Interval(n, mean, sd, float(ci.low), float(ci.high))
+    mean = statistics.fmean(xs) if min(xs) != max(xs) else xs[0]
+    sd = statistics.stdev(xs) if n > 1 else math.nan
+    est = claims.paired_gain_interval(xs, [0.0] * n)
+    if est is None:
+        return Interval(n, mean, sd, math.nan, math.nan)
+    return Interval(n, mean, sd, est.low, est.high)
 
 
 def defaults_first_curve(first: float, draws: Sequence[float]) -> list[tuple[int, float, float]]:
@@ -137,9 +121,7 @@ class TunedRow:
 @dataclass(frozen=True)
 class TunedAnalysis:
     rows: list[TunedRow]  # best tuned mean first; optimizers without confirm runs last
-    comparisons: list[Comparison]  # tuned best against each other one (Welch + Holm)
-    probabilities: list[tuple[str, Probability]]  # other -> P(tuned best > other), paired
-    friedman: Friedman | None  # over the repeats every optimizer has a confirm run for
+    comparisons: list[Comparison]  # tuned best against each other one (claims.decide)
     budget: dict[str, list[tuple[int, float, float]]]  # optimizer -> (k, E[best of k], sd)
     missing: list[str]  # what the study has not finished, one sentence each
     trials_per_optimizer: int
@@ -250,9 +232,9 @@ def analyse_tuned(
         if phased and len(own_defaults) < r_plan:
             missing.append(f"{name}: {len(own_defaults)} of {r_plan} defaults runs finished")
         if own_defaults:
-            defaults_iv: Interval | None = bootstrap_ci(list(own_defaults.values()))
+            defaults_iv: Interval | None = mean_ci(list(own_defaults.values()))
         elif defaults is not None:
-            defaults_iv = bootstrap_ci(default_groups[name]) if name in default_groups else None
+            defaults_iv = mean_ci(default_groups[name]) if name in default_groups else None
             if name not in default_groups:
                 missing.append(f"{name}: not in the defaults study")
         else:
@@ -275,7 +257,7 @@ def analyse_tuned(
                 ),
                 best_at_defaults=bool(best and best.user_attrs.get("at_defaults")),
                 confirm=confirm,
-                tuned=bootstrap_ci(list(confirm.values())),
+                tuned=mean_ci(list(confirm.values())),
                 defaults=defaults_iv,
                 defaults_runs=own_defaults,
                 gains=gains,
@@ -289,26 +271,12 @@ def analyse_tuned(
     rows.sort(key=lambda r: (r.rank_tuned is None, r.rank_tuned or 0, r.optimizer))
     confirmed = [r for r in rows if r.tuned.n]
     comparisons = compare_to_best({r.optimizer: list(r.confirm.values()) for r in confirmed})
-    probabilities = []
-    if confirmed:
-        top = confirmed[0]
-        for r in confirmed[1:]:
-            common = sorted(set(top.confirm) & set(r.confirm))
-            a, b = [top.confirm[i] for i in common], [r.confirm[i] for i in common]
-            probabilities.append((r.optimizer, prob_better(a, b, paired=True)))
-    blocks = sorted(set.intersection(*(set(r.confirm) for r in confirmed))) if confirmed else []
-    fried = friedman({r.optimizer: [r.confirm[i] for i in blocks] for r in confirmed})
-    if fried is not None and len(blocks) < max(len(r.confirm) for r in confirmed):
-        missing.append(
-            f"Friedman test: {len(blocks)} seeds have a confirm run of every optimizer; "
-            "the others are left out of it"
-        )
+    if comparisons:  # the procedure's winner first
+        rows.sort(key=lambda r: r.optimizer != comparisons[0].best)
     budget = {r.optimizer: list(r.budget) for r in rows if r.budget}
     return TunedAnalysis(
         rows,
         comparisons,
-        probabilities,
-        fried,
         budget,
         missing,
         k_plan,
@@ -332,20 +300,20 @@ def gain_detail(r: TunedRow) -> str:
         return "a difference of means of separate runs"
     if iv.n < 2 or math.isnan(iv.low):
         return f"{iv.n} paired seed{'s' if iv.n != 1 else ''}"
-    return f"{LEVEL:.0%} interval {iv.low:+.3f} to {iv.high:+.3f}, paired over {iv.n} seeds"
+    return f"95% interval {iv.low:+.3f} to {iv.high:+.3f}, paired over {iv.n} seeds"
 
 
 def _can_tell(c: Comparison, what: str) -> str:
-    if math.isnan(c.p_holm):
+    if not c.testable:
         return f"Too few runs to test {c.best} against {c.other} {what}."
     if c.significant:
         return (
             f"The data can tell {c.best} from {c.other} {what} "
-            f"(Welch, Holm-corrected p = {c.p_holm:.2g})."
+            f"(all-pairs rank test, family-wise adjusted p = {c.p:.2g})."
         )
     return (
         f"The data cannot tell {c.best} from {c.other} {what} "
-        f"(Welch, Holm-corrected p = {c.p_holm:.2g}): more seeds, not a verdict of equality."
+        f"(all-pairs rank test, adjusted p = {c.p:.2g}): more seeds, not a verdict of equality."
     )
 
 
