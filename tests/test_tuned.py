@@ -466,6 +466,30 @@ def test_the_budget_curve_of_defaults_first_then_draws_is_exact() -> None:
     assert iv.mean == pytest.approx(0.025) and iv.low < iv.mean < iv.high
 
 
+def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_nothing() -> None:
+    dist = {"optimizer": optuna.distributions.CategoricalDistribution(["Adam"])}
+    spec_dict = _spec(SMALL.replace('["SGD", "Adam", "Rprop"]', '["Adam"]')).to_dict()
+    rows = [(0.9, {"phase": "search", "at_defaults": True}), (0.8, {"phase": "search"})]
+    rows += [(0.9, {"phase": "search"})]  # a tie goes to the earlier trial: the defaults
+    rows += [
+        (0.85 + r / 100, {"phase": p, "repeat": r})
+        for r in range(3)
+        for p in ("defaults", "confirm")
+    ]
+    ts = []
+    for i, (value, attrs) in enumerate(rows):
+        t = optuna.trial.create_trial(
+            params={"optimizer": "Adam"}, distributions=dist, value=value, user_attrs=attrs
+        )
+        t.number = i
+        ts.append(t)
+    a = report_tuned.analyse_tuned(ts, spec_dict)
+    (row,) = a.rows
+    assert row.best_at_defaults and row.gains == {0: 0.0, 1: 0.0, 2: 0.0}
+    assert row.optimism == pytest.approx(0.9 - 0.86)
+    assert "Tuning bought Adam nothing" in report_tuned.tuned_opening(a)
+
+
 @pytest.mark.slow
 def test_tuned_study_with_two_jobs_runs_the_whole_protocol(tmp_path: Path) -> None:
     spec_file = tmp_path / "small.toml"

@@ -352,7 +352,12 @@ def tuned_opening(a: TunedAnalysis) -> str:
         c = a.comparisons[0]
         sentence += f", {c.diff:.3f} ahead of {c.other}"
     parts.append(sentence + ".")
-    if math.isfinite(t.gain):
+    if t.best_at_defaults and t.paired:
+        parts.append(
+            f"Tuning bought {best} nothing: no search trial beat torch's defaults, so its "
+            "confirm runs are its defaults runs."
+        )
+    elif math.isfinite(t.gain):
         notes = [] if a.default_best in (None, best) else [f"it ranked {t.rank_default} there"]
         notes.append(gain_detail(t))
         parts.append(

@@ -200,7 +200,7 @@ def parse_tuned(raw: dict, kind: str, space: dict, sampler: dict, pruner: dict, 
     if not isinstance(weight_decay, bool):
         raise fail("tuned.weight_decay", f"must be true or false, got {weight_decay!r}")
     return {
-        "trials_per_optimizer": whole("trials_per_optimizer", 12, 1),
+        "trials_per_optimizer": whole("trials_per_optimizer", 10, 1),
         "confirm_seeds": whole("confirm_seeds", 10, 2),
         "optimizers": list(names),
         "weight_decay": weight_decay,
