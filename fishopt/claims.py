@@ -201,16 +201,16 @@ def decide(table: Mapping[str, Sequence[float | None]], alpha: float = ALPHA) ->
     claims instead of 5%) and loses power, never the other way.
 
     Why this test (bench/CALIBRATION.md: all arms equal, 2, 5, 11 arms x 3, 5, 10 seeds,
-    normal, t(3) and 5%-diverged noise): today's pick-the-best-then-Welch+Holm claimed falsely
-    in 13% of families at 11 x 10; Tukey HSD on the scores in 6.2-6.6% with heavy tails at 11
-    arms, and one diverged run inflates its pooled variance until it claims almost nothing
-    (power 0.03 at 11 x 10); Games-Howell in up to 10.6% (11 x 3); Friedman + Nemenyi in 6.5%
-    at 2 x 5 (the sign test's discreteness), with the least power; Kruskal-Wallis + Nemenyi
-    (ranks scaled by the spread of all ranks) in 10% at 2 x 3, and it cannot separate
-    neighbouring arms whose runs do not overlap. This test stayed at 5% within sampling error
-    in every design. Its price: with 2 arms x 3 seeds no rank test can claim anything (the
-    most extreme split of 6 runs has probability 1/10), where Tukey on the scores has power
-    0.28 at +1.5 sd.
+    normal, t(3) and 5%-diverged noise, 4,000 families each): today's pick-the-best-then-
+    Welch+Holm claimed falsely in 13.2% of families at 11 x 10; Tukey HSD on the scores in
+    6.3-6.9% with heavy tails at 11 arms, and one diverged run inflates its pooled variance
+    until it claims almost nothing (power 0.03 at 11 x 10, against 0.70 here); Games-Howell in
+    up to 11.6% (11 x 3); Friedman + Nemenyi in 6.5-6.8% at 2 x 5 (the sign test's
+    discreteness), with the least power; Kruskal-Wallis + Nemenyi (ranks scaled by the spread
+    of all ranks) in 9.3-10.4% at 2 x 3, and it cannot separate neighbouring arms whose runs
+    do not overlap. This test: 0-5.7%, at 5% within sampling error. Its price: with 2 arms x 3
+    seeds no rank test can claim anything (the most extreme split of 6 runs has probability
+    1/10), where Tukey on the scores has power 0.28 at +1.5 sd.
     """
     names = list(table)
     values = {name: _finite(table[name]) for name in names}
