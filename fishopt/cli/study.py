@@ -8,6 +8,7 @@ lines for files and other machines.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from typing import Annotated
 
@@ -210,7 +211,12 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
 
 
 def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
+    from fishopt.report.answers import answer
+    from fishopt.report.load import study_data
+
     console.print(summary_table(spec, st))
+    # The study's answer, by the report's own procedures, wrapped for a log file.
+    console.print(textwrap.fill(answer(study_data(st)), 80), soft_wrap=True, markup=False)
     if spec.tuned:
         gains = tuned_gains(spec, st)
         if gains is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +95,8 @@ def report_cmd(
 
     written = report.build(config.resolve_storage(storage), studies, out)
     for line in written.findings:
-        console.print(line, soft_wrap=True)
+        # Long answers wrap at 80 columns, so a log file reads as well as a terminal.
+        console.print(textwrap.fill(line, 80, subsequent_indent="  "), soft_wrap=True)
     console.print(
         f"wrote {written.index} (comparison), {len(written.pages)} study page(s) and "
         f"{written.summary}",

@@ -10,7 +10,7 @@ open with it, the comparison page lists them, and ``fishopt study`` prints it un
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fishopt import claims
 from fishopt.report.analyses import (
@@ -84,7 +84,7 @@ def tuned(s: StudyData, defaults: StudyData | None = None) -> str:
         f"macro-F1 {_mean_text(row.tuned)}"
     )
     if a.default_best and a.default_best != best:
-        text += f" (at defaults {a.default_best} led)"
+        text += f", where {a.default_best} led at defaults"
     gain = row.gain_ci
     if gain is not None and gain.n and not math.isnan(gain.low):
         text += (
@@ -97,14 +97,17 @@ def tuned(s: StudyData, defaults: StudyData | None = None) -> str:
     return text + (". The study is not finished." if a.missing else ".")
 
 
-def _within(group: Sequence[ConfigRow], what) -> claims.Equivalence:
+def _within(group: Sequence[ConfigRow], what: Callable[[ConfigRow], int]) -> claims.Equivalence:
     return claims.smallest_within_margin([(what(r), r.values) for r in group], margin=POINT)
 
 
 def _equivalence_text(eq: claims.Equivalence, unit: str, rows: dict) -> str:
     best = rows[eq.best]
     if eq.answer == eq.best:
-        text = f"only {eq.best} {unit} ({best.f1.mean:.3f}) is shown within 1 F1 point of the best"
+        text = (
+            f"{eq.best} {unit} score best ({best.f1.mean:.3f}) and no smaller one is shown "
+            "within 1 F1 point of it"
+        )
     else:
         text = (
             f"{eq.answer} {unit} is the smallest within 1 F1 point of the best "

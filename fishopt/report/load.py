@@ -50,13 +50,16 @@ def load_studies(url: StorageURL, names: list[str]) -> list[StudyData]:
     missing = [n for n in names if n not in existing]
     if missing:
         raise stored.missing_error(missing, storage, url)
-    out = []
-    for name in dict.fromkeys(names):  # keep order, drop duplicates
-        st = optuna.load_study(study_name=name, storage=storage)
-        attrs, trials = st.user_attrs, tuple(st.get_trials())
-        out.append(
-            StudyData(
-                name, dict(attrs.get(ATTR, {})), trials, st, precisions.of_study(attrs, trials)
-            )
-        )
-    return out
+    # keep order, drop duplicates
+    return [
+        study_data(optuna.load_study(study_name=name, storage=storage))
+        for name in dict.fromkeys(names)
+    ]
+
+
+def study_data(st: optuna.Study) -> StudyData:
+    """What a report reads of one study (``fishopt study`` prints its answer from it too)."""
+    attrs, trials = st.user_attrs, tuple(st.get_trials())
+    return StudyData(
+        st.study_name, dict(attrs.get(ATTR, {})), trials, st, precisions.of_study(attrs, trials)
+    )
