@@ -17,6 +17,9 @@ from pathlib import Path
 from bench.common import Figure
 
 NOTES = Path(__file__).parent / "NOTES.md"
+# Results of the benchmarks that run on their own (``python -m bench.calibration``, ...): each
+# writes its file, and RESULTS.md carries them after the figures.
+OWN_RESULTS = [Path(__file__).parent / name for name in ("CALIBRATION.md", "CHAOS.md", "REPLAY.md")]
 
 
 def _fmt(v: float) -> str:
@@ -126,6 +129,9 @@ def render(store: dict) -> str:
         if f.note:
             out.append(f"- note: {f.note}")
         out.append("")
+    for extra in OWN_RESULTS:
+        if extra.is_file():
+            out += ["#" + extra.read_text().strip(), ""]  # its title, one level down
     if NOTES.is_file():
         out += [NOTES.read_text().strip(), ""]
     return "\n".join(out)
