@@ -461,7 +461,8 @@ def test_the_budget_curve_of_defaults_first_then_draws_is_exact() -> None:
     assert curve[0][1:] == (0.5, 0.0)
     assert curve[1][1] == pytest.approx((0.5 + 0.9 + 0.6) / 3)
     assert curve[-1][1] == pytest.approx(0.9)
-    assert report_tuned.gain_interval([0.0, 0.0, 0.0]).high == 0.0  # best was the defaults
+    same = report_tuned.gain_interval([0.0, 0.0, 0.0])  # the best was the defaults: no spread,
+    assert same.mean == 0.0 and math.isnan(same.high)  # so no interval, and none is needed
     iv = report_tuned.gain_interval([0.01, 0.03, 0.02, 0.04])
     assert iv.mean == pytest.approx(0.025) and iv.low < iv.mean < iv.high
 

@@ -86,7 +86,9 @@ def tuned(s: StudyData, defaults: StudyData | None = None) -> str:
     if a.default_best and a.default_best != best:
         text += f", where {a.default_best} led at defaults"
     gain = row.gain_ci
-    if gain is not None and gain.n and not math.isnan(gain.low):
+    if row.best_at_defaults:
+        text += "; its best search setting was torch's defaults, so tuning bought it nothing"
+    elif gain is not None and gain.n and not math.isnan(gain.low):
         text += (
             f"; tuning bought it {gain.mean:+.3f} F1 (95% CI {gain.low:+.3f} to "
             f"{gain.high:+.3f}, paired over {gain.n} seeds)"
