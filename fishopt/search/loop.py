@@ -137,6 +137,7 @@ def run(
         tags={"worker": worker_id()},
     )
     current: dict[str, optuna.Trial] = {}
+    taken: list[int] = []  # this worker's trial, failed as stale by another worker
 
     def claimed(trial: optuna.Trial) -> float:
         # Optuna has created (or popped) the trial under our lock: the slot is ours.
@@ -150,6 +151,9 @@ def run(
         except KeyboardInterrupt:
             flags.interruptible = False
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            taken.append(trial.number)
+            raise liveness.TakenOver(trial.number) from None
         finally:
             flags.interruptible = False
 
@@ -187,7 +191,19 @@ def run(
                     and (counts.waiting or plan is None or plan(st, st.get_trials(deepcopy=False)))
                 ):
                     last.clear()
-                    st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
+                    taken.clear()
+                    current.pop("trial", None)
+                    try:
+                        st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
+                    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+                        # Paused past the grace period (a frozen machine, SIGSTOP): the trial
+                        # was failed and is retried elsewhere. Refused in the objective
+                        # (then Optuna's tell says "Cannot tell a FAIL trial") or in the tell.
+                        refused = isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
+                        if "trial" not in current or not (taken or refused):
+                            raise
+                        log(str(liveness.TakenOver(current["trial"].number)))
+                        continue
                     ran += 1
                     waiting_said = False
                     state = last["trial"].state if "trial" in last else TrialState.FAIL

@@ -63,7 +63,15 @@ def engine_kwargs(url: str) -> dict:
             "max_overflow": 4,
             "pool_timeout": 60,
             "pool_recycle": 1800,
-            "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
+            "connect_args": {
+                "connect_timeout": 10,
+                "application_name": "fishopt",
+                # No server-side prepared statements (psycopg prepares a query after its 5th
+                # run): a transaction pooler such as PgBouncer hands each transaction to any
+                # server connection, where that statement does not exist. fishopt's statements
+                # are short; preparing them saved nothing measurable.
+                "prepare_threshold": None,
+            },
         }
     return {"pool_pre_ping": True, "pool_recycle": 1800}
 
