@@ -184,6 +184,60 @@ class Bouncer:
     def url(self) -> str:
         return url(self.port)
 
+    def show(self, what: str) -> list[dict]:
+        """``SHOW POOLS`` and friends from PgBouncer's admin console, as dicts."""
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=USER,
+            password=PASSWORD,
+            dbname="pgbouncer",
+            autocommit=True,
+            connect_timeout=5,
+            cursor_factory=psycopg.ClientCursor,  # the console speaks the simple protocol only
+        ) as conn:
+            cur = conn.execute(f"SHOW {what}")
+            names = [c.name for c in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def clients(self) -> int:
+        """Client connections to the fishopt database now (not the admin console)."""
+        return sum(
+            int(p["cl_active"]) + int(p["cl_waiting"])
+            for p in self.show("POOLS")
+            if p["database"] == DATABASE
+        )
+
+    def start(self) -> None:
+        """Start PgBouncer (again, on the same port) and wait until it accepts connections."""
+        self.proc = subprocess.Popen(
+            [binary("pgbouncer"), str(self.folder / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **_run_as(),
+        )
+        deadline = time.monotonic() + 30
+        while not _listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pgbouncer did not start:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: the pooler dies with every client connection open (the fault to test)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # SIGINT: shut down now
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
     def log(self) -> str:
         path = self.folder / "pgbouncer.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -200,6 +254,7 @@ listen_port = {port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = {folder / "userlist.txt"}
+admin_users = {USER}
 pool_mode = transaction
 max_client_conn = 2000
 default_pool_size = {pool_size}
@@ -210,6 +265,8 @@ logfile = {folder / "pgbouncer.log"}
 pidfile = {folder / "pgbouncer.pid"}
 log_connections = 0
 log_disconnections = 0
+; after a failed login to the server (a restart), try again in 1 s, not PgBouncer's 15 s
+server_login_retry = 1
 """
 
 
@@ -224,7 +281,7 @@ def _listening(port: int) -> bool:
 @contextlib.contextmanager
 def pgbouncer(server: Postgres, pool_size: int = 10) -> Iterator[Bouncer]:
     """PgBouncer (transaction pooling) in front of ``server``; stopped and removed afterwards."""
-    exe = binary("pgbouncer")
+    binary("pgbouncer")
     folder = Path(tempfile.mkdtemp(prefix="fishopt-pgbouncer-"))
     bouncer = Bouncer(folder, free_port(), server, pool_size)
     try:
@@ -235,24 +292,8 @@ def pgbouncer(server: Postgres, pool_size: int = 10) -> Iterator[Bouncer]:
         )
         for name in ("userlist.txt", "pgbouncer.ini"):
             _own(folder / name)
-        bouncer.proc = subprocess.Popen(
-            [exe, str(folder / "pgbouncer.ini")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **_run_as(),
-        )
-        deadline = time.monotonic() + 30
-        while not _listening(bouncer.port):
-            if bouncer.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pgbouncer did not start:\n{bouncer.log()[-2000:]}")
-            time.sleep(0.1)
+        bouncer.start()
         yield bouncer
     finally:
-        if bouncer.proc is not None and bouncer.proc.poll() is None:
-            bouncer.proc.send_signal(signal.SIGINT)  # SIGINT: shut down now
-            try:
-                bouncer.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                bouncer.proc.kill()
-                bouncer.proc.wait()
+        bouncer.stop()
         shutil.rmtree(folder, ignore_errors=True)
