@@ -77,6 +77,10 @@ lr = {{ low = 1e-3, high = 1e-1, log = true }}
 """
 
 
+# 0: budget spent; -9: our SIGKILL; 75: lost the storage for longer than one heartbeat interval.
+EXPECTED_EXITS = (0, -signal.SIGKILL, 75)
+
+
 def worker_argv(study: str) -> list[str]:
     """``fishopt ARGV``: the worker command of the chaos run and of every recipe in deploy/."""
     return ["worker", study, "--threads", "1"]
@@ -556,6 +560,11 @@ def run(plan: Plan, work: Path | None = None) -> Result:
             if result.integrity != "ok":
                 result.problems.append(f"integrity_check: {result.integrity}")
         output = sup.output()
+        odd = {c: n for c, n in sup.exit_codes().items() if c not in EXPECTED_EXITS}
+        if odd:
+            result.problems.append(f"workers exited with unexpected codes {odd}")
+        if output.count("Traceback"):
+            result.problems.append(f"{output.count('Traceback')} tracebacks in the workers' logs")
         return Result(
             plan=plan,
             faults=faults,

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishopt import config
+from fishopt.bundle import artifacts
 from fishopt.cli.common import (
     GraceOpt,
     HeartbeatOpt,
@@ -203,6 +204,14 @@ def summary_table(spec: StudySpec, st: optuna.Study, rows: int = SUMMARY_ROWS) -
 
 def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
     console.print(summary_table(spec, st))
+    missing = artifacts.best_not_kept(st.get_trials(deepcopy=False))
+    if missing is not None:
+        best, why = missing
+        err.print(
+            f"[yellow]warning: best trial {best.number}: weights not kept ({escape(why)}); "
+            "export-best --retrain trains its params again[/yellow]",
+            soft_wrap=True,
+        )
     if spec.tuned:
         for line in tuned_notes(spec, st):
             err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)

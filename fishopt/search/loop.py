@@ -344,7 +344,7 @@ def run_worker(
             flags=flags,
             log=log,
             callbacks=callbacks,
-            on_trained=artifacts.keep_best(session.settings.artifacts_dir),
+            on_trained=artifacts.keep_best(session.settings.artifacts_dir, log),
         )
     log(f"done: {outcome.ran} trial(s) run here; stopped: {outcome.reason}")
     return session, outcome
