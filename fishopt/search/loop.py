@@ -265,13 +265,18 @@ def _acquire(lock: claim.Lock, patience: float, log: Log) -> None:
         return
 
 
-def _first_line(exc: BaseException) -> str:
+def _cause_line(exc: BaseException) -> str:
+    """The driver's own first line under Optuna's and SQLAlchemy's wrappers."""
     cause = exc.__cause__ or exc.__context__ or exc
     while isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
         cause = cause.__cause__
     text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+def _first_line(exc: BaseException) -> str:
     return (
-        f"lost the storage ({text[0] if text else type(cause).__name__}); the running trial "
+        f"lost the storage ({_cause_line(exc)}); the running trial "
         "will be retried by a worker once the storage is back"
     )
 
@@ -322,7 +327,12 @@ def run_worker(
     ``fishopt worker``, each ``--jobs`` child and ``fishopt study`` (in-process, with a
     progress display through ``progress``, ``callbacks`` and ``on_session``) all call this.
     """
-    session = open_session(opts, progress or Progress(log=log), distributed=distributed)
+    try:
+        session = open_session(opts, progress or Progress(log=log), distributed=distributed)
+    except STORAGE_ERRORS as exc:  # the database (or its pooler) went away while joining
+        raise liveness.StorageLost(
+            mask_url(f"lost the storage while joining the study ({_cause_line(exc)})")
+        ) from None
     for warning in session.warnings:
         log(f"warning: {warning}")
     # A dropped connection is retried for one heartbeat interval: a database restart costs a

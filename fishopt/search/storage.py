@@ -513,7 +513,9 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Stor
                 "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
             ) from None
         except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
-            text = str(exc).strip()
+            # The driver's words, not the wrapper's ("An exception is raised during the commit").
+            wrapped = isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__
+            text = str(exc.__cause__ if wrapped else exc).strip()
             if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
                 time.sleep(0.2 + random.random())
                 continue
