@@ -1,16 +1,18 @@
 """Chaos: many faults during one study, then a check that nothing was lost.
 
-    PYTHONPATH=. python -m bench.chaos [--workers 6] [--budget 48] [--epochs 30] [--seed 0]
-                                       [--kills 8] [--restarts 2] [--stops 1]
-                                       [--sqlite-workers 4] [--sqlite-kills 6] [--out FILE]
+    PYTHONPATH=. python -m bench.chaos [--workers 6] [--budget 30] [--epochs 15] [--seed 0]
+                                       [--kills 6] [--restarts 2] [--stops 1]
+                                       [--sqlite-workers 4] [--sqlite-kills 4] [--pgbouncer]
+                                       [--out FILE]
 
 On a throwaway PostgreSQL server (``bench.pgserver``), N ``fishopt worker`` processes share one
 study on ``--data digits``. A supervisor restarts any worker that exits non-zero (as Kubernetes'
 ``restartPolicy: OnFailure`` or compose's ``restart: on-failure`` would). At seeded random
 moments (a random share of the budget finished, then a random delay) it SIGKILLs a worker that
 is training, restarts PostgreSQL (``pg_ctl stop -m fast`` + start: every connection cut), and
-SIGSTOPs one training worker for longer than the stale timeout before SIGCONT. Then the same
-on SQLite with SIGKILLs only. At the end ``audit`` checks the study:
+SIGSTOPs one training worker for longer than the stale timeout before SIGCONT. With
+``--pgbouncer``, the same again with the workers behind PgBouncer (transaction pooling, 10 server
+connections). Then the same on SQLite with SIGKILLs only. At the end ``audit`` checks the study:
 
 - exactly the budget COMPLETE (no pruner: nothing PRUNED), nothing RUNNING or WAITING;
 - trial numbers unique and contiguous;
@@ -103,7 +105,7 @@ WORKER_ENV = (
 class Plan:
     """What one chaos run does: its study, its workers and the faults to inject."""
 
-    backend: str  # postgresql | sqlite
+    backend: str  # postgresql | pgbouncer (PostgreSQL behind PgBouncer) | sqlite
     workers: int
     budget: int
     epochs: int
@@ -512,6 +514,11 @@ class Result:
     def ok(self) -> bool:
         return not self.audit.problems
 
+    def errors(self) -> list[str]:
+        """The workers' one-line errors, each once (why a worker exited non-zero)."""
+        lines = [line.strip() for line in self.output.splitlines() if "error: " in line]
+        return sorted({line.split("] ", 1)[-1] for line in lines})
+
 
 def run(plan: Plan, work: Path | None = None) -> Result:
     """One chaos run in a fresh folder (and, for PostgreSQL, a fresh server)."""
@@ -519,9 +526,11 @@ def run(plan: Plan, work: Path | None = None) -> Result:
         if work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fishopt-chaos-")))
         server = None
-        if plan.backend == "postgresql":
+        if plan.backend in ("postgresql", "pgbouncer"):
             server = stack.enter_context(pgserver.postgres(max_connections=100))
             url = server.url  # the audit's own URL; workers get the password from PGPASSWORD
+            if plan.backend == "pgbouncer":  # workers through a pooler of 10 connections
+                url = stack.enter_context(pgserver.pgbouncer(server, pool_size=10)).url
             worker_url = url.replace(f":{pgserver.PASSWORD}@", "@")
             env = worker_env(plan, worker_url, work, password=pgserver.PASSWORD)
         else:
@@ -583,14 +592,17 @@ def run(plan: Plan, work: Path | None = None) -> Result:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
     ap.add_argument("--workers", type=int, default=6)
-    ap.add_argument("--budget", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--kills", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--kills", type=int, default=6)
     ap.add_argument("--restarts", type=int, default=2)
     ap.add_argument("--stops", type=int, default=1)
     ap.add_argument("--sqlite-workers", type=int, default=4)
-    ap.add_argument("--sqlite-kills", type=int, default=6)
+    ap.add_argument("--sqlite-kills", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--pgbouncer", action="store_true", help="also the PostgreSQL run through PgBouncer"
+    )
     ap.add_argument("--out", type=Path, help="write the counts as Markdown (bench/CHAOS.md)")
     return ap.parse_args(argv)
 
@@ -603,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         Plan("sqlite", args.sqlite_workers, args.budget, args.epochs, args.sqlite_kills,
              seed=args.seed),
     ]  # fmt: skip
+    if args.pgbouncer:
+        plans.insert(1, Plan("pgbouncer", args.workers, args.budget, args.epochs, args.kills,
+                             args.restarts, args.stops, args.seed))  # fmt: skip
     results = []
     for plan in plans:
         result = run(plan)
@@ -611,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         for problem in result.audit.problems:
             print(f"{plan.backend}.problem: {problem}", flush=True)
+        for line in result.errors():
+            print(f"{plan.backend}.worker_error: {line}", flush=True)
     if args.out:
         args.out.write_text(markdown(results, args))
     return 0 if all(r.ok for r in results) else 1
@@ -627,7 +644,9 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     for i, key in enumerate(keys):
         table.append(f"| {key} | " + " | ".join(r[i].split("=", 1)[1] for r in rows) + " |")
     command = "python -m bench.chaos " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in vars(args).items()
+        if k != "out" and v is not False
     )
     return "\n".join(
         [

@@ -33,8 +33,8 @@ def _report(result: chaos.Result) -> str:
 
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "postgresql", workers=6, budget=12, epochs=8, kills=2, restarts=2, stops=1,
-        interval=2, grace=5, timeout=240,
+        "postgresql", workers=6, budget=10, epochs=6, kills=2, restarts=2, stops=1,
+        interval=2, grace=4, timeout=240,
     )  # fmt: skip
     result = chaos.run(plan, tmp_path)
     print("\n" + "\n".join(result.lines()))
@@ -46,11 +46,13 @@ def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
 
 
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
-    plan = chaos.Plan("sqlite", workers=3, budget=10, epochs=8, kills=3, timeout=240)
+    plan = chaos.Plan(
+        "sqlite", workers=3, budget=8, epochs=6, kills=2, interval=1, grace=3, timeout=240
+    )
     result = chaos.run(plan, tmp_path)
     print("\n" + "\n".join(result.lines()))
     assert result.ok, _report(result)
-    assert result.faults.kills == 3
+    assert result.faults.kills == 2
     assert result.audit.integrity == "ok"
 
 

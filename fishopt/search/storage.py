@@ -40,7 +40,8 @@ from fishopt.search.sqlite import (
     sqlite_fast_commits,
 )
 
-# Errors from several processes creating the same tables at once; worth another try.
+# Errors from several processes creating the same tables at once, or from a server that is
+# restarting; worth another try.
 _TRANSIENT = (
     "already exists",
     "duplicate key",
@@ -48,6 +49,10 @@ _TRANSIENT = (
     "database is locked",
     "deadlock",
     "serialize",
+    # The server restarting (or its pooler waiting for it): a worker started meanwhile waits.
+    "connection refused",
+    "starting up",
+    "shutting down",
 )
 
 
@@ -501,7 +506,7 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Stor
     kwargs = _heartbeat_kwargs(hb) if isinstance(hb, config.Heartbeat) else {}
     if backend(url) == "sqlite":
         prepare_sqlite(url)
-    for attempt in range(5):
+    for attempt in range(8):  # about 5 s of tries: longer than a PostgreSQL restart
         try:
             storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
             if backend(url) == "sqlite" and local_sqlite(url):
@@ -516,7 +521,7 @@ def open_storage(url: str, *, heartbeat: bool | config.Heartbeat = True) -> Stor
             # The driver's words, not the wrapper's ("An exception is raised during the commit").
             wrapped = isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__
             text = str(exc.__cause__ if wrapped else exc).strip()
-            if attempt < 4 and any(t in text.lower() for t in _TRANSIENT):
+            if attempt < 7 and any(t in text.lower() for t in _TRANSIENT):
                 time.sleep(0.2 + random.random())
                 continue
             first = text.splitlines()[0] if text else type(exc).__name__
