@@ -8,7 +8,7 @@ a fishopt trial asks of the storage, without the training in between, so the fig
 storage's ceiling in trials per second and its cost per trial in milliseconds of wall time.
 
 Storages compared:
-- ``fishopt sqlite``: fishopt's ``Storage`` (search/storage.py) on a SQLite file, as a study
+- ``fishopt sqlite``: fishopt's ``Storage`` (storage/rdb.py) on a SQLite file, as a study
   runs by default;
 - ``optuna sqlite``: Optuna's plain ``RDBStorage`` on the same kind of file (what fishopt
   started from);

@@ -18,6 +18,7 @@ import traceback
 import warnings
 
 from fishopt import config
+from fishopt.errors import FishoptError
 
 
 class RedactFilter(logging.Filter):
@@ -27,6 +28,8 @@ class RedactFilter(logging.Filter):
         known = config.secrets()
         text = record.getMessage()
         clean = config.redact(text, known)
+        if record.exc_info and isinstance(record.exc_info[1], FishoptError):
+            record.exc_info = record.exc_text = None  # explained in its message: no traceback
         if record.exc_info:
             clean += "\n" + config.redact("".join(traceback.format_exception(*record.exc_info)))
             clean = config.redact(clean, known)

@@ -113,3 +113,18 @@ def pg_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return url
+
+
+@pytest.fixture(scope="session")
+def server_binaries() -> None:
+    """Debian's PostgreSQL 15 and PgBouncer, for tests that start throwaway servers
+    (``bench.pgserver``): required in CI (CI=true, `.ci/run` installs them), skipped elsewhere."""
+    from bench import pgserver
+
+    try:
+        for name in ("initdb", "pg_ctl", "pgbouncer"):
+            pgserver.binary(name)
+    except pgserver.Missing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc} (CI must run the throwaway-server tests)")
+        pytest.skip(str(exc))

@@ -70,7 +70,15 @@ def test_services_and_topology(compose: dict) -> None:
     worker = services["worker"]
     # Scalable with --scale worker=N: no fixed name and no published host port.
     assert "container_name" not in worker and "ports" not in worker
-    assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    # PgBouncer pools transactions in front of postgres, with postgres' password.
+    bouncer = services["pgbouncer"]
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    env = bouncer["environment"]
+    assert env["POOL_MODE"] == "transaction" and env["DB_HOST"] == "postgres"
+    assert env["DB_PASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
+    assert int(env["MAX_DB_CONNECTIONS"]) < int(pg["command"][-1].split("=")[1])
+    assert [interpolate(p) for p in bouncer["ports"]] == [f"127.0.0.1:{env['LISTEN_PORT']}:6432"]
     dashboard = services["dashboard"]
     assert [interpolate(p) for p in dashboard["ports"]] == ["127.0.0.1:8080:8080"]
     # Workers and dashboard share the artifact store and the data cache.
@@ -80,7 +88,7 @@ def test_services_and_topology(compose: dict) -> None:
         env = services[name]["environment"]
         assert env[config.ENV_ARTIFACTS] == "/artifacts" and env[config.ENV_CACHE] == "/cache"
         assert env[config.ENV_STORAGE].startswith("postgresql+psycopg://")
-        assert "@postgres:5432/" in env[config.ENV_STORAGE]
+        assert "@pgbouncer:6432/" in env[config.ENV_STORAGE]
         # The password comes from PGPASSWORD, never inside the URL.
         assert config.secrets(env[config.ENV_STORAGE], env={}) == ()
     assert worker["build"] == "." and (REPO / "Dockerfile").is_file()
@@ -120,7 +128,7 @@ def test_dashboard_is_fishopts_behind_a_login(compose: dict) -> None:
 
 def test_environment_variables_are_the_ones_the_code_reads(compose: dict) -> None:
     for name, service in compose["services"].items():
-        if name == "postgres":
+        if name in ("postgres", "pgbouncer"):  # their images' own variables
             continue
         names = set(service.get("environment", {}))
         assert names <= CODE_ENV | LIBPQ_ENV, names - CODE_ENV - LIBPQ_ENV

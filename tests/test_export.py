@@ -239,7 +239,7 @@ def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) 
     st = optuna.create_study(storage=open_storage(url, heartbeat=False))
     trial = st.ask()
     state = build_mlp(MLPSpec(6, (4,), 3)).state_dict()
-    with pytest.warns(UserWarning, match="weights not stored"):
+    with pytest.warns(UserWarning, match="weights not kept"):
         hook(trial, MLPSpec(6, (4,), 3), SimpleNamespace(state=state, best_valid_f1=0.5))
     st.tell(trial, 0.5)
     [frozen] = st.trials

@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import optuna
 import torch
@@ -32,6 +32,8 @@ from safetensors.torch import save as save_safetensors
 
 from fishopt.errors import FishoptError
 from fishopt.files import atomic_file
+from fishopt.search.studies import best_completed
+from fishopt.storage import fence
 from fishopt.storage.reads import best_value
 from fishopt.training.model import MLPSpec
 from fishopt.training.train import TrainResult
@@ -64,29 +66,57 @@ def weights_bytes(state: dict[str, torch.Tensor], model: MLPSpec) -> bytes:
     return save_safetensors(tensors, metadata={"fishopt_model": json.dumps(model.to_dict())})
 
 
-def keep_best(folder: Path) -> TrainedHook:
-    """The ``on_trained`` hook that stores a trial's weights when it beats the study's best."""
+class _Deferred:
+    """Stands in for the storage in ``upload_artifact``, which registers an artifact in the
+    trial before writing its file: here the entry is kept back until the file is whole, so a
+    full disk leaves no entry pointing at nothing."""
+
+    def __init__(self) -> None:
+        self.attrs: list[tuple[str, Any]] = []
+
+    def set_trial_system_attr(self, _trial_id: int, key: str, value: Any) -> None:
+        self.attrs.append((key, value))
+
+
+def keep_best(folder: Path, log: Callable[[str], None] | None = None) -> TrainedHook:
+    """The ``on_trained`` hook that stores a trial's weights when it beats the study's best.
+
+    A store that cannot be written (a full disk, a read-only mount) costs the trial its
+    weights, not its result: ``log`` (or a warning) says so in one line, the trial stays
+    COMPLETE with the reason in its ``model_artifact_error`` attribute, and export-best names
+    it. The weights file is written whole under a temporary name or not at all.
+    """
 
     def hook(trial: optuna.Trial, model: MLPSpec, result: TrainResult) -> None:
         best = best_value(trial.study)
         if best is not None and result.best_valid_f1 <= best:
             return
         blob = weights_bytes(result.state, model)
+        deferred = _Deferred()
         try:
             store = open_store(folder)
             with tempfile.TemporaryDirectory(prefix="fishopt-artifact-") as tmp:
                 path = Path(tmp) / FILENAME
                 path.write_bytes(blob)
                 artifact_id = upload_artifact(
-                    artifact_store=store, file_path=str(path), study_or_trial=trial
+                    artifact_store=store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    storage=deferred,  # type: ignore[arg-type]
                 )
         except OSError as exc:
             # A full or read-only disk must not cost the trial its result; export-best will
             # say the weights are missing and offer --retrain.
-            trial.set_user_attr(f"{ATTR}_error", f"{type(exc).__name__}: {exc}")
-            msg = f"trial {trial.number}: weights not stored in {folder}: {exc}"
-            warnings.warn(msg, stacklevel=2)
+            reason = f"{exc.strerror or exc} ({folder})"
+            trial.set_user_attr(f"{ATTR}_error", reason)
+            msg = f"trial {trial.number}: weights not kept: {reason}; the trial goes on"
+            if log is not None:
+                log(f"warning: {msg}")
+            else:
+                warnings.warn(msg, stacklevel=2)
             return
+        for key, value in deferred.attrs:  # the file is in place: now the dashboard may list it
+            trial.storage.set_trial_system_attr(fence.trial_id(trial), key, value)
         # Set only after the file is in place: a reader that sees the attribute sees the file.
         trial.set_user_attr(
             ATTR,
@@ -101,6 +131,27 @@ def keep_best(folder: Path) -> TrainedHook:
         prune_beaten(trial.study, store, result.best_valid_f1)
 
     return hook
+
+
+def not_kept(trial: FrozenTrial) -> str | None:
+    """Why a completed trial that beat the study's best at the time has no stored weights
+    (its store could not be written), or None."""
+    if ATTR in trial.user_attrs:
+        return None
+    return trial.user_attrs.get(f"{ATTR}_error")
+
+
+def best_not_kept(trials: list[FrozenTrial]) -> tuple[FrozenTrial, str] | None:
+    """The best trial and why its weights were not kept, when no trial of the best value
+    has stored weights and the store failed; otherwise None."""
+    best = best_completed(trials)
+    if best is None:
+        return None
+    tied = [t for t in trials if t.state == TrialState.COMPLETE and t.value == best.value]
+    if any(ATTR in t.user_attrs for t in tied):
+        return None
+    why = next((w for t in tied if (w := not_kept(t))), None)
+    return (best, why) if why else None
 
 
 def prune_beaten(study: optuna.Study, store: FileSystemArtifactStore, value: float) -> int:

@@ -82,11 +82,28 @@ def best_trial(st: optuna.Study, retrain: bool) -> FrozenTrial:
     tied = [t for t in studies.completed(trials) if t.value == best.value]
     best = min(tied, key=lambda t: (artifacts.ATTR not in t.user_attrs, t.number))
     if not retrain and artifacts.ATTR not in best.user_attrs:
-        raise FishoptError(
-            f"study {st.study_name!r}: best trial {best.number} stored no weights (it ran "
-            "without fishopt's keep-best hook); pass --retrain to train its params again"
-        )
+        raise FishoptError(weights_missing(st, best))
     return best
+
+
+def weights_missing(st: optuna.Study, best: FrozenTrial) -> str:
+    """What export-best says when the best trial has no stored weights: why, and what is."""
+    why = artifacts.not_kept(best)
+    kept = artifacts.stored_trials(st)
+    return (
+        f"study {st.study_name!r}: best trial {best.number} "
+        + (
+            f"has no stored weights: they were not kept ({why})"
+            if why
+            else "stored no weights (it ran without fishopt's keep-best hook)"
+        )
+        + (
+            f"; the best trial with weights is {kept[0].number} (valid F1 {kept[0].value:.3f})"
+            if kept
+            else ""
+        )
+        + "; pass --retrain to train its params again"
+    )
 
 
 def test_metrics(model: torch.nn.Module, ctx: Context) -> dict | None:

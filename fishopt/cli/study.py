@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishopt import config
+from fishopt.bundle import artifacts
 from fishopt.bundle.artifacts import keep_best
 from fishopt.cli.common import (
     GraceOpt,
@@ -217,6 +218,14 @@ def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
     console.print(summary_table(spec, st))
     # The study's answer, by the report's own procedures, wrapped for a log file.
     console.print(textwrap.fill(answer(study_data(st)), 80), soft_wrap=True, markup=False)
+    missing = artifacts.best_not_kept(st.get_trials(deepcopy=False))
+    if missing is not None:
+        best, why = missing
+        err.print(
+            f"[yellow]warning: best trial {best.number}: weights not kept ({escape(why)}); "
+            "export-best --retrain trains its params again[/yellow]",
+            soft_wrap=True,
+        )
     if spec.tuned:
         gains = tuned_gains(spec, st)
         if gains is not None:

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,9 @@ class Dataset:
     # One id per row naming the original photo it was augmented from, where file names say so
     # (the synthetic set); None otherwise. ``split(..., groups=ds.groups)`` keeps them whole.
     groups: np.ndarray | None = None
+    # Why the decoded arrays could not be cached (a full disk); None when they were or came
+    # from the cache. The data are whole in memory either way.
+    not_cached: str | None = None
 
 
 def _decode_chunk(args: tuple[list[str], tuple[int, int]]) -> list[np.ndarray | str]:
@@ -158,15 +161,21 @@ def load(
     if spec.kind == "synthetic":
         w, h = spec.size
         out = cache_dir / "synthetic" / f"seed{spec.seed}-n{spec.per_class}-{w}x{h}"
-        root, generated = synthetic.generate_with_features(
-            out,
-            per_class=spec.per_class,
-            size=spec.size,
-            seed=spec.seed,
-            workers=workers,
-            progress=generate_progress,
-            features=image_size,
-        )
+        try:
+            root, generated = synthetic.generate_with_features(
+                out,
+                per_class=spec.per_class,
+                size=spec.size,
+                seed=spec.seed,
+                workers=workers,
+                progress=generate_progress,
+                features=image_size,
+            )
+        except OSError as exc:  # nothing half-written is left (a temporary folder, removed)
+            raise FishoptError(
+                f"cannot write the synthetic set under {out}: {exc.strerror or exc}; "
+                "free some space or pass --cache-dir"
+            ) from None
         spec = SourceSpec("kaggle", path=root)
     else:
         generated = None
@@ -207,7 +216,10 @@ def load(
         skipped=skipped,
         groups=groups,
     )
-    _write_cache(folder, ds)
+    try:
+        _write_cache(folder, ds)  # whole or not at all (atomic_dir)
+    except OSError as exc:
+        return replace(ds, not_cached=f"{exc.strerror or exc} ({cache_dir})"), False
     return ds, False
 
 

@@ -27,7 +27,7 @@ from fishopt.storage.connect import open_storage
 from fishopt.storage.sqlite import sqlite_warnings
 
 Log = Callable[[str], None]
-KeepModel = Callable[[Path], Callable[..., None]]  # as ``loop.KeepModel``
+KeepModel = Callable[[Path, Log], Callable[..., None]]  # as ``loop.KeepModel``
 
 
 def _child(opts: Options, tag: str, keep_model: KeepModel | None) -> None:

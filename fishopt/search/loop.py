@@ -41,7 +41,7 @@ from fishopt.storage.retry import retried
 
 Log = Callable[[str], None]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-KeepModel = Callable[[Path], TrainedHook]  # artifacts folder -> the hook that keeps the best
+KeepModel = Callable[[Path, Log], TrainedHook]  # artifacts folder, log -> the keep-best hook
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget
 # What a dropped database connection looks like from inside Optuna's storage calls.
 STORAGE_ERRORS = (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
@@ -141,6 +141,7 @@ def run(
         precision=session.precision,
     )
     current: dict[str, optuna.Trial] = {}
+    taken: list[int] = []  # this worker's trial, failed as stale by another worker
 
     def claimed(trial: optuna.Trial) -> float:
         # Optuna has created (or popped) the trial under our lock: the slot is ours.
@@ -154,6 +155,9 @@ def run(
         except KeyboardInterrupt:
             flags.interruptible = False
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            taken.append(trial.number)
+            raise heartbeats.TakenOver(trial.number) from None
         finally:
             flags.interruptible = False
 
@@ -191,7 +195,19 @@ def run(
                     and (counts.waiting or plan is None or plan(st, st.get_trials(deepcopy=False)))
                 ):
                     last.clear()
-                    st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
+                    taken.clear()
+                    current.pop("trial", None)
+                    try:
+                        st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
+                    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+                        # Paused past the grace period (a frozen machine, SIGSTOP): the trial
+                        # was failed and is retried elsewhere. Refused in the objective
+                        # (then Optuna's tell says "Cannot tell a FAIL trial") or in the tell.
+                        refused = isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
+                        if "trial" not in current or not (taken or refused):
+                            raise
+                        log(str(heartbeats.TakenOver(current["trial"].number)))
+                        continue
                     ran += 1
                     waiting_said = False
                     state = last["trial"].state if "trial" in last else TrialState.FAIL
@@ -249,13 +265,18 @@ def _acquire(lock: locks.Lock, patience: float, log: Log) -> None:
         log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
 
 
-def _first_line(exc: BaseException) -> str:
+def _cause_line(exc: BaseException) -> str:
+    """The driver's own first line under Optuna's and SQLAlchemy's wrappers."""
     cause = exc.__cause__ or exc.__context__ or exc
     while isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
         cause = cause.__cause__
     text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+def _first_line(exc: BaseException) -> str:
     return (
-        f"lost the storage ({text[0] if text else type(cause).__name__}); the running trial "
+        f"lost the storage ({_cause_line(exc)}); the running trial "
         "will be retried by a worker once the storage is back"
     )
 
@@ -311,7 +332,12 @@ def run_worker(
     is found (``bundle.artifacts.keep_best``); the caller passes it, so the trial loop knows
     nothing of bundles.
     """
-    session = open_session(opts, progress or Progress(log=log), distributed=distributed)
+    try:
+        session = open_session(opts, progress or Progress(log=log), distributed=distributed)
+    except STORAGE_ERRORS as exc:  # the database (or its pooler) went away while joining
+        raise heartbeats.StorageLost(
+            mask_url(f"lost the storage while joining the study ({_cause_line(exc)})")
+        ) from None
     for warning in session.warnings:
         log(f"warning: {warning}")
     # A dropped connection is retried for one heartbeat interval: a database restart costs a
@@ -334,7 +360,7 @@ def run_worker(
             flags=flags,
             log=log,
             callbacks=callbacks,
-            on_trained=keep_model(session.settings.artifacts_dir) if keep_model else None,
+            on_trained=keep_model(session.settings.artifacts_dir, log) if keep_model else None,
         )
     log(f"done: {outcome.ran} trial(s) run here; stopped: {outcome.reason}")
     return session, outcome

@@ -248,6 +248,8 @@ def open_session(
     finally:
         lock.release()
     notes = [*precision_notes, *sqlite_warnings(settings.storage, running + 1)]
+    if ctx.dataset.not_cached:
+        notes.append(f"decoded images not cached: {ctx.dataset.not_cached}; decoded again next run")
     if not settings.storage.exact_lock:
         notes.append(
             "this storage has no cross-process lock; the budget may be overshot by up to "

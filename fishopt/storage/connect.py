@@ -23,7 +23,8 @@ from fishopt.storage.rdb import Storage
 from fishopt.storage.retry import retried
 from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
 
-# Errors from several processes creating the same tables at once; worth another try.
+# Errors from several processes creating the same tables at once, or from a server that is
+# restarting; worth another try.
 _TRANSIENT = (
     "already exists",
     "duplicate key",
@@ -31,6 +32,10 @@ _TRANSIENT = (
     "database is locked",
     "deadlock",
     "serialize",
+    # The server restarting (or its pooler waiting for it): a worker started meanwhile waits.
+    "connection refused",
+    "starting up",
+    "shutting down",
 )
 
 
@@ -46,7 +51,15 @@ def engine_kwargs(url: StorageURL) -> dict:
             "max_overflow": 4,
             "pool_timeout": 60,
             "pool_recycle": 1800,
-            "connect_args": {"connect_timeout": 10, "application_name": "fishopt"},
+            "connect_args": {
+                "connect_timeout": 10,
+                "application_name": "fishopt",
+                # No server-side prepared statements (psycopg prepares a query after its 5th
+                # run): a transaction pooler such as PgBouncer hands each transaction to any
+                # server connection, where that statement does not exist. fishopt's statements
+                # are short; preparing them saved nothing measurable.
+                "prepare_threshold": None,
+            },
         }
     return {"pool_pre_ping": True, "pool_recycle": 1800}
 
@@ -94,10 +107,16 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
             sqlite_fast_commits(storage)
         return storage
 
+    def words(exc: BaseException) -> str:
+        """The driver's words, not the wrapper's ("An exception is raised during the commit")."""
+        wrapped = isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__
+        return str(exc.__cause__ if wrapped else exc).strip()
+
     def transient(exc: BaseException) -> bool:
-        return any(t in str(exc).lower() for t in _TRANSIENT)
+        return any(t in words(exc).lower() for t in _TRANSIENT)
 
     try:
+        # About 5 s of tries: longer than a PostgreSQL restart.
         return retried(make, transient, patience=5.0, wait=lambda: 0.2 + random.random())
     except ImportError as exc:
         raise FishoptError(
@@ -105,7 +124,7 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
             "PostgreSQL install psycopg: pip install 'psycopg[binary]'"
         ) from None
     except Exception as exc:  # SQLAlchemy/driver errors; their text may contain the URL
-        text = str(exc).strip()
+        text = words(exc)
         first = text.splitlines()[0] if text else type(exc).__name__
         raise FishoptError(
             config.redact(f"cannot open storage {url.masked}: {first}", config.secrets(url.text))

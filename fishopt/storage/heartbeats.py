@@ -5,6 +5,8 @@
   queues its parameters again.
 - A RUNNING trial that never sent a heartbeat (its worker died between creating it and the first
   beat) is skipped by Optuna's check; ``fail_silent`` fails it once it is clearly old.
+- A worker paused past the grace period finds its trial failed by another worker when it
+  resumes (``TakenOver``): it drops that trial, says so, and goes on.
 - A worker whose own heartbeats stop getting through has lost the storage: ``storage_watch``
   stops its trial at the next epoch boundary (``StorageLost``) unless the storage comes back
   within one heartbeat interval.
@@ -38,6 +40,17 @@ class StorageLost(FishoptError):
     """The storage stopped answering this worker's heartbeats."""
 
     exit_code = EXIT_STORAGE_LOST
+
+
+class TakenOver(FishoptError):
+    """This worker's trial was failed by another worker (its heartbeats had stopped: the
+    process was paused or its machine froze) and is retried there."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(
+            f"trial {number} was failed as stale by another worker while this one was not "
+            "heard from, and is retried there; going on with the next trial"
+        )
 
 
 @dataclass(frozen=True)

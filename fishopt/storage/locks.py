@@ -1,9 +1,10 @@
 """The study-wide lock under which workers claim budget slots.
 
 The lock lives where the storage does: a PostgreSQL transaction-level advisory lock (released by
-the server when the worker's connection dies, even on SIGKILL) or an ``flock`` on a file beside a
-SQLite database (released by the kernel when the process dies). Other backends get no lock and
-may overshoot by at most workers - 1 (README says so).
+the server when the worker's connection dies, even on SIGKILL; it lives and dies with one
+transaction, so it holds behind a transaction pooler such as PgBouncer) or an ``flock`` on a
+file beside a SQLite database (released by the kernel when the process dies). Other backends
+get no lock and may overshoot by at most workers - 1 (README says so).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import random
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +32,18 @@ class Lock(Protocol):
 
 
 class PostgresLock:
-    """``pg_advisory_xact_lock`` in a transaction of its own; ending it releases the lock."""
+    """``pg_try_advisory_xact_lock`` in a transaction of its own; ending it releases the lock.
+
+    A waiting worker tries again after a short, growing pause instead of blocking inside the
+    server: behind a transaction pooler (PgBouncer) a blocked waiter would hold one of the
+    pool's few server connections, and once waiters held them all, the lock's holder could
+    not run the queries that end its claim: every worker stuck until the pooler's
+    ``query_wait_timeout`` (seen with 12 workers and a pool of 10). A failed try ends its
+    transaction, so a waiter holds no server connection between tries.
+    """
+
+    FIRST_PAUSE = 0.002  # seconds; doubled after each failed try, up to LONGEST_PAUSE
+    LONGEST_PAUSE = 0.05  # a claim takes tens of ms: a waiter never sleeps much longer
 
     def __init__(self, engine: sqlalchemy.Engine, name: str) -> None:
         digest = hashlib.sha256(f"fishopt-claim/{name}".encode()).digest()
@@ -39,8 +53,14 @@ class PostgresLock:
 
     def acquire(self) -> None:
         conn = self._engine.connect()
+        pause = self.FIRST_PAUSE
         try:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._key})
+            while not conn.execute(
+                sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._key}
+            ).scalar():
+                conn.rollback()  # no transaction (and no pooled server connection) between tries
+                time.sleep(pause * (0.5 + random.random()))  # jitter: waiters spread out
+                pause = min(2 * pause, self.LONGEST_PAUSE)
         except BaseException:
             conn.close()
             raise
