@@ -35,7 +35,7 @@ from worker_support import (
 )
 
 from bench import pgserver
-from fishopt.search import claim
+from fishopt.storage import locks
 from fishopt.storage.connect import open_storage
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def test_the_study_lock_is_exclusive_with_more_waiters_than_server_connections(
 
     def worker() -> None:
         storage = open_storage(bounced.url, heartbeat=False)
-        lock = claim.open_lock(storage, bounced.url, "lock-probe")
+        lock = locks.open_lock(storage, storage.url, "lock-probe")
         try:
             for _ in range(rounds):
                 lock.acquire()
