@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a line kept in the table's meta")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
         if name not in TABLES:
             raise SystemExit(f"--only {name}: unknown table; known: {', '.join(TABLES)}")

@@ -230,3 +230,15 @@ def test_outlook_says_whether_more_trials_help() -> None:
     few = outlook.more_trials(st.get_trials(), noise=0.01)
     assert few.regret_bound is None and few.trials == 8
     assert "trials" in few.sentence and few.doubling_gain >= 0
+
+
+def test_the_success_interval_covers_95_percent() -> None:
+    """The Wilson interval of a success rate over 200 replays, checked by simulation."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    rng = np.random.default_rng(1)
+    for p in (0.5, 0.8, 0.95):
+        hits = rng.binomial(200, p, size=4000)
+        low, high = proportion_confint(hits, 200, alpha=0.05, method="wilson")
+        coverage = np.mean((low <= p) & (p <= high))
+        assert 0.93 <= coverage <= 0.97, (p, coverage)

@@ -13,8 +13,8 @@ own trials answer instead:
   finding better configurations.
 
 The report page calls ``more_trials(study.get_trials(), noise)``; ``noise`` is the seed noise
-of one trial's value (a replay table's median spread over seeds when there is one, else one F1
-point).
+of one trial's value: ``Table.trial_noise()`` of a grid over the same space and data when there
+is one, else one F1 point.
 """
 
 from __future__ import annotations

@@ -111,6 +111,11 @@ class Table:
         """The table's own seed noise: the median standard error of a configuration's mean."""
         return float(np.median(self.standard_errors))
 
+    def trial_noise(self) -> float:
+        """The seed noise of one trial: the median spread (sd) of a configuration's values
+        over its seeds (what ``outlook.more_trials`` compares a regret bound with)."""
+        return float(np.median(self.values.std(axis=1, ddof=1)))
+
     def margin(self, at_least: float = 0.01) -> float:
         """The success margin a replay is judged with: never below the table's seed noise,
         because a difference smaller than that cannot be told from the seed."""
