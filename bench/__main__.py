@@ -110,18 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             print("figure 3: preprocessing")
             root = common.photos(cache, *sizes["photos"])
             figs.extend(fig_data.figure3(root, scratch, rounds))
-        if {"4", "5", "6"} & only:
+        if "4" in only:
+            from bench import fig_replay
+
+            print("figure 4: searches replayed on recorded grids (bench/tables), 2 processes")
+            figs.append(fig_replay.figure4(50 if quick else 200, processes=2))
+        if {"5", "6"} & only:
             root = common.photos(cache, *sizes["study set"])
             feat_cache = cache / "fishopt-cache"
             common.features(cache, *sizes["study set"])  # decode once, outside the timings
-            if "4" in only:
-                print("figure 4: search vs exhaustive grid, to the best configuration's mean")
-                # quick: 1 sampler seed, 4-epoch trials: a smoke run of the same studies
-                figs.append(
-                    fig_study.figure4(
-                        root, feat_cache, scratch, 1 if quick else 5, 4 if quick else None
-                    )
-                )
             if "5" in only:
                 n = 40 if quick else 200
                 print("figure 5: study overhead, 2 workers")

@@ -124,6 +124,8 @@ def render(store: dict) -> str:
             if isinstance(v, list):
                 out.append(f"- {k}:")
                 out += [f"  - {item}" for item in v]
+            elif isinstance(v, str) and "\n" in v:  # a block (a fixed-width table)
+                out += [f"- {k}:", "", *(f"  {line}" for line in v.splitlines()), ""]
             else:
                 out.append(f"- {k}: {v}")
         if f.note:

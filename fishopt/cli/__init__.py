@@ -16,7 +16,7 @@ from fishopt.errors import FishoptError
 
 # The command modules register their commands on import, in the order --help lists them.
 # isort: off
-from fishopt.cli import study, data, bundle, views  # noqa: F401
+from fishopt.cli import study, data, bundle, views, replay  # noqa: F401
 
 # isort: on
 
