@@ -22,6 +22,7 @@ LAYERS = [
     "training",
     "notes",
     "search",
+    "replay",
     "bundle",
     "report",
     "serve",

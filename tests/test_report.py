@@ -120,6 +120,7 @@ def test_report_writes_every_page_and_summary(report_dir: Path):
     assert len(tuned) == 1 and "| +0.445 | - | 3 | 1 |" in tuned[0]
     assert "Bad: lr = 0.098 is at the high end of its range" in summary
     assert "Friedman" not in summary  # one decision procedure, nothing beside it
+    assert summary.count("## Was it enough?") == 1  # the search study (full) says it
     assert "fewer than 100" in summary  # the fake split's test set is tiny
     assert "small test splits in" in summary  # said on the comparison page too
     assert re.search(
@@ -193,6 +194,7 @@ def test_chromium_renders_report_offline(report_dir: Path):
                 assert cells[:3] == ["Bad", "0.510", "0.490 – 0.530"], page
         text = browser.eval("document.body.innerText")  # last page: optimizers-tuned
         assert "Parameter importances" in text
+        assert "Was it enough?" not in text  # a tuned study has its budget curves instead
     finally:
         browser.close()
 

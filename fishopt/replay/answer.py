@@ -104,7 +104,7 @@ def answer_study(
     """The answer for a finished grid study in storage (one-line errors otherwise)."""
     from fishopt.search import studies
     from fishopt.search.session import recorded_spec
-    from fishopt.search.storage import open_storage
+    from fishopt.storage.connect import open_storage
 
     st = studies.load(name, open_storage(url, heartbeat=False), url)
     identity = st.user_attrs.get(studies.ATTR) or {}

@@ -27,7 +27,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.report.stats import expected_max
+from fishopt.stats import expected_max
 
 MIN_TRIALS = 20  # what the regret bound needs (Optuna's own minimum)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from optuna.trial import TrialState
 
+from fishopt.replay.outlook import more_trials
 from fishopt.report import plots
 from fishopt.report.analyses import (
     analyse_optimizers,
@@ -329,5 +330,11 @@ def study_page(s: StudyData, studies: Sequence[StudyData] = (), tuned: bool = Tr
     section = KIND_SECTIONS.get(kind)
     if section is not None and (tuned or kind != TUNED):
         section(doc, s, studies)
+    sampler = s.spec.get("sampler", {}).get("name", "grid")
+    if kind == "full" or (kind == "custom" and sampler != "grid"):
+        # A search tried each configuration once: was it enough?
+        outlook = more_trials(s.trials)
+        doc.heading("Was it enough?", 2, "enough")
+        doc.para(outlook.sentence[0].upper() + outlook.sentence[1:] + ".")
     _general(doc, s)
     return doc
