@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from needs import executable
 
 FLAGS = [
     "--headless",
@@ -37,12 +37,7 @@ FLAGS = [
 
 
 def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed here")
-    return found
+    return executable("chromium", "chromium", "chromium-browser")
 
 
 class Browser:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import sqlalchemy
+from needs import group_of, require, skipped_line
 
 from fishopt import config
 from fishopt.data import synthetic
@@ -24,6 +26,15 @@ def tiny_fish(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _stop_started_processes():
+    """Processes a test started through ``worker_support.start`` never outlive it."""
+    yield
+    from worker_support import kill_leftovers
+
+    kill_leftovers()
 
 
 # ------------------------------------------------------------- export, predict, serve (issue 3)
@@ -96,20 +107,32 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """The PostgreSQL of `.ci/run` (FISHOPT_TEST_PG): required in CI, skipped elsewhere."""
+    return postgres_url()
+
+
+def postgres_url() -> str:
     url = os.environ.get("FISHOPT_TEST_PG")
-    in_ci = os.environ.get("CI", "").lower() == "true"
     if not url:
-        if in_ci:
-            pytest.fail("FISHOPT_TEST_PG is not set in CI; .ci/run should start PostgreSQL")
-        pytest.skip("FISHOPT_TEST_PG not set (see .ci/run to start a local PostgreSQL)")
+        require("postgresql", "FISHOPT_TEST_PG is not set (.ci/run starts PostgreSQL 15)")
     try:
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
         engine.dispose()
     except Exception as exc:
-        message = f"PostgreSQL at {config.mask_url(url)} is unreachable: {type(exc).__name__}"
-        if in_ci:
-            pytest.fail(message)
-        pytest.skip(message)
+        where = config.mask_url(url)
+        require("postgresql", f"PostgreSQL at {where} is unreachable: {type(exc).__name__}")
     return url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end: which groups were skipped for want of what, and how to run them."""
+    counts: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr or "")
+        group = group_of(reason)
+        if group is not None:
+            counts[group] += 1
+    if counts:
+        terminalreporter.write_line(skipped_line(dict(counts)))

@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import optuna
 import pytest
 from chromium import Browser
 from fake_studies import build as build_fake
+from needs import executable
 from optuna_dashboard import get_note
 from typer.testing import CliRunner
 
@@ -314,9 +314,7 @@ def guarded(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _curl(url: str, *args: str, login: str | None = None) -> tuple[int, str]:
     """curl's status code and headers; the login goes on stdin, never on the command line."""
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed here")
+    curl = executable("curl", "curl")
     config_text = f'user = "{login}"\n' if login else ""
     done = subprocess.run(
         [curl, "-sS", "-K", "-", "-D", "-", "-o", "/dev/null", *args, url],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import uuid
 from pathlib import Path
@@ -220,13 +219,9 @@ def test_report_of_a_real_study(tiny_fish: Path, tmp_path: Path):
     assert not re.search(r"(src|href)=\"https?://", html)
 
 
-def test_report_from_postgresql(tmp_path: Path):
+def test_report_from_postgresql(pg_url: str, tmp_path: Path):
     """The same report from a real PostgreSQL storage (CI starts one; FISHOPT_TEST_PG)."""
-    url = os.environ.get("FISHOPT_TEST_PG")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("FISHOPT_TEST_PG is not set (.ci/run starts PostgreSQL)")
-        pytest.skip("no PostgreSQL here (set FISHOPT_TEST_PG)")
+    url = pg_url
     prefix = f"report-{uuid.uuid4().hex[:8]}-"
     names = [prefix + "optimizers"]
     try:

@@ -6,7 +6,6 @@ PostgreSQL runs of the same scenarios are in test_postgres.py.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import optuna
@@ -16,13 +15,14 @@ import typer
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 from worker_support import (
+    GRACE,
+    Held,
     check_study,
     env_for,
     kill_all,
     retried_from,
     spec_file,
     start,
-    training,
     trials,
     wait_exit,
     wait_for,
@@ -38,7 +38,7 @@ from fishopt.storage import locks
 from fishopt.storage.connect import open_storage
 from fishopt.storage.sqlite import sqlite_warnings
 
-EPOCHS = 40  # long enough to signal a trial mid-training (an epoch takes ~50-200 ms here)
+EPOCHS = 4  # trials are held at epoch 2 (worker_support.Held) while the test acts on them
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(
             "3",
         ],
         tmp_path / "study.log",
-        env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD="3"),
+        env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE)),
     )
     assert wait_exit([w]) == [0], w.output()
     out = w.output()
@@ -95,7 +95,7 @@ def test_study_beside_a_worker_finishes_with_exactly_the_budget(
     """`fishopt study` is one more worker: it claims slots under the same lock."""
     url = f"sqlite:///{tmp_path / 'mixed.db'}"
     spec = spec_file(tmp_path, epochs=2, n_trials=8)
-    env = env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD="3")
+    env = env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE))
     common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--threads", "1"]
     worker = start(["worker", str(spec), *common], tmp_path / "worker.log", env)
     study = start(["study", str(spec), *common, "--storage", url], tmp_path / "study.log", env)
@@ -107,38 +107,44 @@ def test_study_beside_a_worker_finishes_with_exactly_the_budget(
     assert "validation macro-F1" in study.output()  # and printed its summary
 
 
-@pytest.mark.slow
 def test_sigterm_once_finishes_the_trial_twice_stops_it_now(
     tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
-    """Two workers on two studies at once (one process start-up for both scenarios)."""
+    """Two workers on two studies at once (one process start-up for both scenarios), each
+    trial held at epoch 2 while the signals arrive, so a fast CPU cannot finish it first."""
     once, twice = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("once", "twice"))
     # A budget never reached: both workers are stopped by signals long before.
     spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
-    w1 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w1.log", env_for(once))
-    w2 = start(worker_args(spec, tiny_fish, fish_cache), tmp_path / "w2.log", env_for(twice))
-    running1 = wait_for("a trial in training", lambda: training(w1, once, "tiny"))
+    hold1, hold2 = Held(tmp_path / "go1"), Held(tmp_path / "go2")
+    args = worker_args(spec, tiny_fish, fish_cache)
+    w1 = start(args, tmp_path / "w1.log", env_for(once, **hold1.env))
+    w2 = start(args, tmp_path / "w2.log", env_for(twice, **hold2.env))
+    held1, held2 = hold1.wait(w1), hold2.wait(w2)
     w1.proc.send_signal(signal.SIGTERM)
-    running2 = wait_for("a trial in training", lambda: training(w2, twice, "tiny"))
     w2.proc.send_signal(signal.SIGTERM)
     # Two signals sent back to back can merge into one; send the second once the first landed.
     wait_for("the first SIGTERM", lambda: "finishing the current trial" in w2.output())
     w2.proc.send_signal(signal.SIGTERM)
+    wait_for("the second SIGTERM", lambda: "SIGTERM again: stopping now" in w2.output())
+    wait_for("the first SIGTERM", lambda: "finishing the current trial" in w1.output())
+    hold1.release()
+    hold2.release()
     assert wait_exit([w1, w2]) == [0, 128 + signal.SIGTERM], (w1.output(), w2.output())
 
-    # Once: the running trial ran to its end and was stored; no new trial was started.
+    # Once: the held trial ran to its end and was stored; no new trial was started.
     ts = trials(once, "tiny")
     assert [t.state for t in ts] == [TrialState.COMPLETE] * len(ts), w1.output()
     last = max(ts, key=lambda t: t.number)
-    assert last.number == running1.number
-    assert last.user_attrs["epochs_run"] == EPOCHS
-    assert "finishing the current trial" in w1.output()
+    assert last.number == held1
+    assert last.user_attrs["epochs_run"] == EPOCHS or last.user_attrs["diverged"]
 
-    # Twice: stopped at once, FAIL (interrupted), its parameters queued for the next worker.
+    # Twice: stopped at the epoch boundary it was held at (epoch 2 is not recorded), FAIL
+    # (interrupted), its parameters queued for the next worker.
     ts2 = {t.number: t for t in trials(twice, "tiny")}
-    stopped = ts2[running2.number]
+    stopped = ts2[held2]
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"]
-    assert stopped.user_attrs["epochs_run"] < EPOCHS
+    assert stopped.user_attrs["epochs_run"] == hold2.epoch - 1
+    assert sorted(stopped.intermediate_values) == list(range(1, hold2.epoch))
     queued = [t for t in ts2.values() if t.state == TrialState.WAITING]
     assert len(queued) == 1
     assert queued[0].system_attrs["fixed_params"] == stopped.params  # enqueue_trial's record
@@ -155,28 +161,25 @@ def test_sigkill_all_workers_then_one_retries_stale_trials_first(
     # A budget nobody can finish before both workers are training; cut down at the restart.
     spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
     env = env_for(url)
+    holds = [Held(tmp_path / f"go{i}") for i in range(2)]
     ws = [
-        start(worker_args(spec, tiny_fish, fish_cache), tmp_path / f"w{i}.log", env)
-        for i in range(2)
+        start(worker_args(spec, tiny_fish, fish_cache), tmp_path / f"w{i}.log", {**env, **h.env})
+        for i, h in enumerate(holds)
     ]
-    wait_for(
-        "both workers in training",
-        lambda: all(training(w, url, "tiny", max_step=EPOCHS - 5) for w in ws),
-    )
+    held = [h.wait(w) for h, w in zip(holds, ws, strict=True)]  # both held in training
     kill_all(ws)
-    # The victims: whatever was RUNNING when they died (no live worker can change that now).
+    # The victims: the trials they held when they died (no live worker can change that now).
     victims = [t for t in trials(url, "tiny") if t.state == TrialState.RUNNING]
-    assert victims
+    assert sorted(t.number for t in victims) == sorted(held)
     finished = sum(t.state == TrialState.COMPLETE for t in trials(url, "tiny"))
     budget = finished + len(victims) + 1  # the retries, then one new trial
     # Restart once their heartbeats are stale (before that, nobody can tell they are dead).
-    checker = open_storage(url, heartbeat=config.Heartbeat(1, 3, 2))
+    checker = open_storage(url, heartbeat=config.Heartbeat(1, GRACE, 2))
     study_id = checker.get_study_id_from_name("tiny")
     wait_for(
         "the victims to go stale",
         lambda: len(checker._get_stale_trial_ids(study_id)) == len(victims),
     )
-    restarted = time.time()
     survivor = start(
         worker_args(spec, tiny_fish, fish_cache, "--n-trials", str(budget)),
         tmp_path / "w3.log",
@@ -195,7 +198,11 @@ def test_sigkill_all_workers_then_one_retries_stale_trials_first(
         assert r.state == TrialState.COMPLETE and r.params == original.params
         assert r.user_attrs["seed"] == original.user_attrs["seed"]
     # Retries ran before any trial the restarted worker created itself.
-    fresh = [t for t in ts if t.datetime_start.timestamp() >= restarted and t not in retries]
+    fresh = [
+        t
+        for t in ts
+        if t.user_attrs["worker"].endswith(f":{survivor.pid}") and retried_from(t) is None
+    ]
     assert fresh, "the restarted worker should also have run new trials"
     assert max(r.datetime_start for r in retries) <= min(t.datetime_start for t in fresh)
 

@@ -238,15 +238,17 @@ def _answers(session: Session) -> bool:
 def _acquire(lock: locks.Lock, patience: float, log: Log) -> None:
     """Take the claim lock, riding out a dropped database connection for ``patience`` s."""
     first = time.monotonic()
+    dropped = False  # waiting for another worker's lock is not a reconnect: say only a drop
     while True:
         try:
             lock.acquire()
         except sqlalchemy.exc.OperationalError:
             if time.monotonic() - first >= patience:
                 raise
+            dropped = True
             time.sleep(0.5)
             continue
-        if time.monotonic() - first > 0.5:
+        if dropped:
             log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
         return
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search import space
+from fishopt import config
+from fishopt.search import hold, space
 from fishopt.search.context import Context
 from fishopt.search.spec import StudySpec
 from fishopt.search.studies import origin_number
@@ -58,6 +59,7 @@ def objective(
     """
     spec = ctx.spec
     prunes = spec.pruner["name"] != "none"
+    held = hold.parse(config.resolve_hold())  # tests only: see search/hold.py
 
     def run(trial: optuna.Trial) -> float:
         # The trial as Optuna created it (enqueued attributes, retry marks), read without a query.
@@ -87,6 +89,8 @@ def objective(
         history: list[EpochRecord] = []
 
         def on_epoch(epoch: EpochRecord) -> None:
+            if held is not None:
+                held.at(epoch.epoch, trial.number)
             if stop_now is not None and stop_now():
                 raise KeyboardInterrupt
             if check_alive is not None:
