@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from conftest import run_main
 from optuna.trial import TrialState, create_trial
 
@@ -105,18 +106,48 @@ def test_export_best_uses_the_stored_weights_and_records_test_metrics(exported: 
 
 
 def test_retrain_trains_on_train_plus_valid_and_reports_both(
-    exported: dict, tmp_path: Path
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """--retrain: the best params trained again on train+valid (no validation, no test rows)
+    for the best trial's epoch count and seed, the last epoch's weights bundled; the test
+    figures of the retrained model and of the original trial both reported."""
+    from safetensors.torch import load_file
+
+    calls = []
+    real_train = export.train
+
+    def spy(model_spec, optim_spec, X, y, X_valid, y_valid, cfg, *rest):  # type: ignore[no-untyped-def]
+        result = real_train(model_spec, optim_spec, X, y, X_valid, y_valid, cfg, *rest)
+        calls.append({"rows": len(X), "valid": X_valid, "config": cfg, "result": result})
+        return result
+
+    monkeypatch.setattr(export, "train", spy)
     done = export.export_best(
         "optimizers", _settings(exported), tmp_path / "retrained", retrain_model=True
     )
     meta = done.meta
+    best = artifacts.stored_trials(_study(exported))[0]
+    (call,) = calls
+    n_train, n_valid, n_test = meta["source"]["split"]["sizes"]
+    assert call["rows"] == n_train + n_valid and call["valid"] is None
+    assert call["config"].keep == "last"
+    assert call["config"].epochs == best.user_attrs["best_epoch"]
+    assert call["config"].seed == best.user_attrs["seed"]
+    assert len(call["result"].history) == best.user_attrs["best_epoch"]
+    # The bundle holds exactly the weights that training ended with.
+    weights = load_file(str(done.path / "model.safetensors"))
+    assert weights.keys() == call["result"].state.keys()
+    assert all(torch.equal(weights[k], v) for k, v in call["result"].state.items())
     assert meta["weights_origin"] == "retrained"
-    original = json.loads((exported["bundle"] / "model.json").read_text())
-    assert meta["weights"]["sha256"] != original["weights"]["sha256"]
-    assert meta["metrics"]["test"]["n"] == original["metrics"]["test"]["n"]
-    assert meta["metrics"]["trial_test"]["macro_f1"] is not None
-    assert "Retrained on train+valid" in (done.path / "MODEL_CARD.md").read_text()
+    # Both test figures: the retrained model's, on the same test split, and the trial's own.
+    assert meta["metrics"]["test"]["n"] == n_test
+    assert meta["metrics"]["trial_test"] == {
+        "accuracy": best.user_attrs["test_acc"],
+        "macro_f1": best.user_attrs["test_f1"],
+    }
+    card = (done.path / "MODEL_CARD.md").read_text()
+    assert "Retrained on train+valid" in card
+    assert f"macro-F1 {best.user_attrs['test_f1']:.4f}" in card
 
 
 def test_a_failed_export_leaves_the_existing_bundle_whole(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing as mp
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import probes
 import pytest
 import torch
 from PIL import Image
@@ -192,23 +194,29 @@ def test_a_fresh_set_is_cached_with_the_features_decoding_would_give(
     assert hit and again.fingerprint == ds.fingerprint
 
 
-def test_two_processes_generating_the_same_set_both_get_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`--jobs` children on a fresh machine generate at once; the one that finishes second
-    finds the set in place and uses it instead of failing on the rename."""
+def test_two_processes_generating_the_same_set_both_get_it(tmp_path: Path) -> None:
+    """`--jobs` children on a fresh machine generate at once: two real processes, held at a
+    barrier until both have built the set, rename it into place together; the one that comes
+    second finds the set in place and uses it instead of failing on the rename."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
     out = tmp_path / "gen"
-    first = synthetic.generate(out / "other", per_class=4, size=(59, 45), seed=1, workers=1)
-    real_replace = os.replace
-
-    def sibling_won(src: str | Path, dst: str | Path) -> None:
-        if Path(dst).name == "Fish_Dataset" and not Path(dst).exists():
-            real_replace(first, dst)  # the sibling's finished copy lands first
-        real_replace(src, dst)
-
-    monkeypatch.setattr(synthetic.os, "replace", sibling_won)
-    root, features = synthetic.generate_with_features(
-        out, per_class=4, size=(59, 45), seed=1, workers=1, features=(59, 45)
-    )
-    assert root == out / "Fish_Dataset" and features is not None and len(features) == 36
+    procs = [
+        ctx.Process(target=probes.generate_at_once, args=(out, barrier, results)) for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        got = [results.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 0]
+    (root_a, features_a), (root_b, features_b) = got
+    assert root_a == root_b == str(out / "Fish_Dataset")
+    assert len(features_a) == 36 and features_a == features_b
     assert not [p for p in out.iterdir() if p.name.startswith(".fish-tmp-")]
+    assert len(list((out / "Fish_Dataset").rglob("*.png"))) == 9 * 4 * 2

@@ -278,21 +278,33 @@ def test_study_and_worker_take_the_same_run_options() -> None:
     assert {"--storage", "--n-trials", "--heartbeat-interval", "--data"} <= opts["worker"]
 
 
-def test_options_reach_a_jobs_child_whole(tmp_path: Path) -> None:
-    """--jobs hands children the options object itself (pickled), not re-encoded flags."""
+def test_options_reach_each_jobs_child_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--jobs 2 starts two real children; each receives the options object itself (pickled,
+    not re-encoded as flags: nothing of it on the command line `ps` shows), with the storage
+    resolved and the cores divided between them."""
+    import os
     import pickle
+    from dataclasses import replace
 
+    import probes
+
+    from fishopt.search import jobs
     from fishopt.search.session import Options
 
-    opts = Options(
-        study="optimizers",
-        data="synthetic:12:118x89",
-        storage="postgresql+psycopg://u:pw@h/db",
-        n_trials=5,
-        cache_dir=tmp_path,
-        heartbeat_interval=1,
-    )
-    assert pickle.loads(pickle.dumps(opts)) == opts
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    monkeypatch.setenv(config.ENV_STORAGE, url)  # resolved once, in the parent
+    opts = Options(study="optimizers", data="synthetic:12:118x89", n_trials=5, cache_dir=tmp_path)
+    monkeypatch.setattr(jobs, "_child", probes.record_jobs_child)
+    assert jobs.run_jobs(opts, 2, lambda _m: None, keep_model=probes.keep_nothing) == 0
+    seen = [pickle.loads((tmp_path / f"w{i}.pickle").read_bytes()) for i in (1, 2)]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert [s["opts"] for s in seen] == [replace(opts, storage=url, threads=threads)] * 2
+    assert all(s["keep_model"] is probes.keep_nothing for s in seen)
+    assert seen[0]["pid"] != seen[1]["pid"] != os.getpid()
+    for s in seen:
+        assert str(tmp_path) not in s["cmdline"] and "synthetic" not in s["cmdline"]
 
 
 def _stale_study(tmp_path: Path) -> tuple[str, optuna.Study, int]:
