@@ -276,3 +276,57 @@ def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) 
     [frozen] = st.trials
     assert artifacts.ATTR not in frozen.user_attrs
     assert "model_artifact_error" in frozen.user_attrs
+
+
+def test_export_takes_moved_data_but_refuses_other_data(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """--data where the images moved is used; images that differ (one photo fewer) have
+    another fingerprint and are refused in one line, with no bundle written."""
+    import shutil
+
+    moved = tmp_path / "moved" / "Fish_Dataset"
+    shutil.copytree(exported["data"], moved)
+    done = export.export_best(
+        "optimizers", _settings(exported), tmp_path / "from-moved", data_flag=str(moved)
+    )
+    assert (
+        done.meta["source"]["data_fingerprint"]
+        == _study(exported).user_attrs["fishopt"]["data_fingerprint"]
+    )
+    next(moved.glob("Trout/Trout/*.png")).unlink()
+    out = tmp_path / "from-other"
+    code, _out, err = run_main(
+        monkeypatch, capsys, "export-best", "optimizers", "--storage", exported["storage"],
+        "--data", str(moved), "--out", str(out), "--cache-dir", str(exported["cache"]),
+    )  # fmt: skip
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert "fingerprint" in line and "differs from study 'optimizers'" in line
+    assert not out.exists()
+
+
+class _OtherWhenExported(torch.nn.Module):
+    """A model whose ONNX graph is not what torch runs: it answers zeros while exported."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        return logits * 0 if torch.onnx.is_in_onnx_export() else logits
+
+
+def test_onnx_that_disagrees_with_torch_is_refused(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bundle"
+    export.export_best("optimizers", _settings(exported), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = export.load_model
+    monkeypatch.setattr(export, "load_model", lambda *a, **k: _OtherWhenExported(real(*a, **k)))
+    with pytest.raises(FishoptError, match=r"model.onnx disagrees with torch .* not exported"):
+        export.export_best("optimizers", _settings(exported), out, onnx=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no model.onnx
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

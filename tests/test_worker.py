@@ -21,6 +21,7 @@ from worker_support import (
     env_for,
     kill_all,
     retried_from,
+    signal_taken,
     spec_file,
     start,
     trials,
@@ -377,3 +378,224 @@ def test_a_trial_that_never_beat_is_failed_and_retried(tmp_path: Path) -> None:
     after = st.get_trials(deepcopy=False)
     assert [t.state for t in after] == [TrialState.FAIL, TrialState.WAITING]
     assert after[1].params == after[0].params
+
+
+# ------------------------------------------------------- README claims: flags and signals
+
+SMALL = """description = "a tiny digits study for in-process worker runs"
+kind = "custom"
+epochs = 1
+seed = 5
+split = [0.7, 0.2, 0.1]
+{budget}
+[sampler]
+name = "random"
+[pruner]
+name = "none"
+[fixed]
+hidden = [8]
+batch_size = 64
+[space]
+lr = {{ low = 1e-3, high = 1e-1, log = true }}
+"""
+
+
+def _worker(tmp_path: Path, url: str, *args: str, budget: str = "") -> tuple[int, str]:
+    """`fishopt worker` in this process on the tiny digits study: (exit code, output), a
+    user mistake reported as the CLI reports it (exit 2, its message)."""
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL.format(budget=budget))
+    common = ["--data", "digits", "--storage", url, "--threads", "1"]
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--artifacts-dir", str(tmp_path / "art")]
+    result = CliRunner().invoke(app, ["worker", str(spec), *common, *cache, *args])
+    if isinstance(result.exception, FishoptError):
+        return result.exception.exit_code, f"{result.output}error: {result.exception}"
+    return result.exit_code, result.output
+
+
+def _add_stale_trial(url: str, name: str) -> int:
+    """A RUNNING trial whose worker died a minute ago (its heartbeat is that old)."""
+    storage = open_storage(url, heartbeat=config.Heartbeat(1, 3, 2))
+    st = optuna.load_study(study_name=name, storage=storage)
+    trial = st.ask()
+    storage.record_heartbeat(trial._trial_id)
+    with storage.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = datetime('now', '-60 seconds') "
+                "WHERE trial_id = :t"
+            ),
+            {"t": trial._trial_id},
+        )
+    return trial.number
+
+
+@pytest.mark.parametrize("max_retry", [0, 1])
+def test_max_retry_says_how_often_a_dead_workers_trial_is_run_again(
+    tmp_path: Path, max_retry: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'retry.db'}"
+    code, out = _worker(tmp_path, url, "--n-trials", "1")
+    assert code == 0, out
+    dead = _add_stale_trial(url, "small")
+    beats = ["--heartbeat-interval", "1", "--grace-period", "3", "--max-retry", str(max_retry)]
+    code, out = _worker(tmp_path, url, "--n-trials", "2", *beats)
+    assert code == 0, out
+    ts = trials(url, "small")
+    assert ts[dead].state == TrialState.FAIL
+    retries = [t for t in ts if retried_from(t) == dead]
+    assert len(retries) == max_retry
+    assert [t.state for t in ts].count(TrialState.COMPLETE) == 2
+
+
+def test_timeout_ends_a_run_without_a_budget(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'timeout.db'}"
+    code, out = _worker(tmp_path, url)  # no n_trials in the spec, no --n-trials, no --timeout
+    assert code == 2 and "neither a trial budget nor a timeout" in out, out
+    code, out = _worker(tmp_path, url, "--timeout", "1")
+    assert code == 0, out
+    assert "stopped: timeout" in out, out
+    ts = trials(url, "small")
+    assert ts and all(t.state == TrialState.COMPLETE for t in ts)
+
+
+def test_storage_flag_wins_over_fishopt_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag, env = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("flag", "env"))
+    optuna.create_study(study_name="in-flag-db", storage=flag)
+    optuna.create_study(study_name="in-env-db", storage=env)
+    monkeypatch.setenv(config.ENV_STORAGE, env)
+    runner = CliRunner()
+    from_env = runner.invoke(app, ["studies"], env={"COLUMNS": "120"})
+    assert from_env.exit_code == 0 and "in-env-db" in from_env.output
+    assert "in-flag-db" not in from_env.output
+    from_flag = runner.invoke(app, ["studies", "--storage", flag], env={"COLUMNS": "120"})
+    assert from_flag.exit_code == 0 and "in-flag-db" in from_flag.output
+    assert "in-env-db" not in from_flag.output
+
+
+def test_doctor_finds_missing_trial_numbers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gaps.db'}"
+    st = optuna.create_study(study_name="gaps", storage=url)
+    for value in (0.1, 0.2, 0.3):
+        st.add_trial(optuna.create_trial(value=value))
+    storage = open_storage(url, heartbeat=False)
+    with storage.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trials SET number = 3 WHERE number = 1"))
+    result = CliRunner().invoke(app, ["doctor", "gaps", "--storage", url])
+    assert result.exit_code == 1, result.output
+    assert "trial numbers not contiguous; missing [1]" in result.output
+
+
+@pytest.mark.slow
+def test_study_jobs_forwards_each_ctrl_c_once_and_divides_the_cores(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """`fishopt study --jobs 2` with both children's trials held: the parent passes the first
+    Ctrl-C on once to each child (each finishes, none stops), the second too (each stops)."""
+    import os
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
+    hold = Held(tmp_path / "go")
+    common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--storage", url]
+    env = env_for(url, **hold.env, FISHOPT_HEARTBEAT_INTERVAL="1")
+    parent = start(["study", str(spec), *common, "--jobs", "2"], tmp_path / "p.log", env)
+
+    def both_held() -> bool:
+        assert parent.proc.poll() is None, parent.output()
+        held = [t for t in trials(url, "tiny") if t.state == TrialState.RUNNING]
+        return len(held) == 2 and all(t.last_step == hold.epoch - 1 for t in held)
+
+    wait_for("both children's trials held", both_held)
+    held = [t.number for t in trials(url, "tiny") if t.state == TrialState.RUNNING]
+    parent.proc.send_signal(signal.SIGINT)
+    wait_for("both children told", lambda: parent.output().count("SIGINT: finishing") == 2)
+    parent.proc.send_signal(signal.SIGINT)
+    wait_for("both told again", lambda: parent.output().count("SIGINT again: stopping") == 2)
+    hold.release()
+    out = parent.output()
+    assert wait_exit([parent]) == [128 + signal.SIGINT], parent.output()
+    assert out.count("SIGINT: finishing") == 2 and out.count("SIGINT again") == 2, out
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert f"starting 2 workers x {threads} torch thread(s)" in out
+    assert out.count(f", {threads} torch threads") == 2, out  # each child's own line
+    ts = {t.number: t for t in trials(url, "tiny")}
+    assert all(ts[n].state == TrialState.FAIL and ts[n].user_attrs["interrupted"] for n in held)
+    queued = [t for t in ts.values() if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(held)
+
+
+@pytest.mark.slow
+def test_worker_ctrl_c_finishes_the_trial_study_sigterm_stops_it(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """A worker takes Ctrl-C as it takes SIGTERM (finish, exit 0); `fishopt study`, a person
+    at a terminal, stops at the first SIGTERM as at the first Ctrl-C (exit 143)."""
+    worker_db, study_db = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("worker", "study"))
+    spec = spec_file(tmp_path, epochs=EPOCHS, n_trials=50)
+    hold_w, hold_s = Held(tmp_path / "go-w"), Held(tmp_path / "go-s")
+    args = worker_args(spec, tiny_fish, fish_cache)
+    w = start(args, tmp_path / "w.log", env_for(worker_db, **hold_w.env))
+    study_args = ["study", *args[1:], "--storage", study_db]
+    s = start(study_args, tmp_path / "s.log", env_for(study_db, **hold_s.env))
+    held_w, held_s = hold_w.wait(w), hold_s.wait(s)
+    w.proc.send_signal(signal.SIGINT)
+    s.proc.send_signal(signal.SIGTERM)
+    wait_for("the worker's Ctrl-C", lambda: "SIGINT: finishing the current trial" in w.output())
+    wait_for("the study to take its SIGTERM", lambda: signal_taken(s, signal.SIGTERM))
+    hold_w.release()
+    hold_s.release()
+    assert wait_exit([w, s]) == [0, 128 + signal.SIGTERM], (w.output(), s.output())
+    ws = trials(worker_db, "tiny")
+    assert max(t.number for t in ws) == held_w and ws[held_w].state == TrialState.COMPLETE
+    ss = {t.number: t for t in trials(study_db, "tiny")}
+    assert ss[held_s].state == TrialState.FAIL and ss[held_s].user_attrs["interrupted"]
+    assert ss[held_s].user_attrs["epochs_run"] == hold_s.epoch - 1
+    assert [t.user_attrs["retry_of"] for t in ss.values() if t.state == TrialState.WAITING] == [
+        held_s
+    ]
+
+
+def test_an_interrupted_trial_is_queued_again_once(tmp_path: Path) -> None:
+    """Each --jobs child, and the next run, queues interrupted trials again: only the first
+    may, or a configuration would run twice."""
+    from fishopt.search import requeue
+
+    st = optuna.create_study(storage=f"sqlite:///{tmp_path / 'q.db'}")
+    trial = st.ask()
+    trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+    trial.set_user_attr("interrupted", True)
+    st.tell(trial, state=TrialState.FAIL)
+    assert requeue.requeue_interrupted(st) == 1
+    assert requeue.requeue_interrupted(st) == 0
+    (queued,) = st.get_trials(states=(TrialState.WAITING,))
+    assert queued.system_attrs["fixed_params"] == trial.params
+
+
+@pytest.mark.slow
+def test_a_worker_that_can_no_longer_write_its_sqlite_file_exits_75(
+    tiny_fish: Path, fish_cache: Path, tmp_path: Path
+) -> None:
+    """The SQLite file's disk fills up mid-trial (the worker's file-size limit is lowered to
+    what its database has now, so no write can grow it): the worker stops at the next epoch
+    boundary and exits 75 with one line, not a traceback, instead of training on."""
+    import resource
+
+    db = tmp_path / "full.db"
+    url = f"sqlite:///{db}"
+    # Far more epochs than any machine trains while the test waits: training on never ends.
+    spec = spec_file(tmp_path, epochs=1_000_000, n_trials=1)
+    hold = Held(tmp_path / "go")
+    w = start(
+        worker_args(spec, tiny_fish, fish_cache), tmp_path / "w.log", env_for(url, **hold.env)
+    )
+    hold.wait(w)
+    full = max(Path(f"{db}{s}").stat().st_size for s in ("", "-wal") if Path(f"{db}{s}").exists())
+    assert len(w.output()) < full  # its log may still grow: only the database is full
+    resource.prlimit(w.pid, resource.RLIMIT_FSIZE, (full, resource.RLIM_INFINITY))
+    hold.release()
+    assert wait_exit([w]) == [75], w.output()
+    out = w.output()
+    assert "lost the storage" in out and "Traceback" not in out, out

@@ -277,3 +277,13 @@ def start_dashboard(storage: str, folder: Path, *args: str, env: dict[str, str])
         return f"http://127.0.0.1{m.group(1)}" if m else None
 
     return dash, wait_for("the dashboard's address", served)
+
+
+def signal_taken(worker: Worker, signum: int) -> bool:
+    """Whether ``signum``, sent to the process, is no longer pending in the kernel: a thread has
+    taken it, so Python runs the handler before the main thread's next bytecode; a trial held
+    at an epoch boundary has acted on it before it can see its release file."""
+    status = Path(f"/proc/{worker.pid}/status").read_text()
+    bit = 1 << (signum - 1)
+    pending = [int(line.split()[1], 16) for line in status.splitlines() if "Pnd:" in line]
+    return not any(mask & bit for mask in pending)

@@ -16,7 +16,10 @@ def requeue_interrupted(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
 
     def key(t: FrozenTrial) -> str:
-        return space.config_key(t.params) + str(t.params.get("repeat", t.user_attrs.get("repeat")))
+        # A queued trial has no params yet: enqueue_trial keeps them as its fixed_params, so
+        # a second call (another --jobs child, the next run) sees them as queued already.
+        params = t.params or t.system_attrs.get("fixed_params", {})
+        return space.config_key(params) + str(params.get("repeat", t.user_attrs.get("repeat")))
 
     done = {
         key(t) for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
