@@ -1,4 +1,6 @@
-"""The CLI end to end, as a user runs it: real processes, real SQLite storages."""
+"""The CLI end to end, as a user runs it: one real process for the run a user starts first
+(its default storage in the current folder), one for Ctrl-C; everything else in this process
+(`conftest.run_main` is `fishopt` itself, minus an interpreter start), on real SQLite storages."""
 
 from __future__ import annotations
 
@@ -6,62 +8,47 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import run_main
 from optuna.trial import TrialState
 from typer.testing import CliRunner
+from worker_support import REPO, Held, signal_taken, start, trials, wait_exit, wait_for
 
 from fishopt.cli import app
 
 TINY = "synthetic:12:118x89"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+@pytest.fixture()
+def env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """No FISHOPT_* from the shell running the tests, and a private cache, here and in
+    processes the test starts."""
+    for name in [k for k in os.environ if k.startswith("FISHOPT_")]:
+        monkeypatch.delenv(name)
     cache = tmp_path_factory.mktemp("cache")
-    e = {k: v for k, v in os.environ.items() if not k.startswith("FISHOPT_")}
-    e.update(FISHOPT_CACHE=str(cache), COLUMNS="200", PYTHONWARNINGS="ignore")
-    return e
-
-
-def fishopt(
-    *args: str, env: dict[str, str], cwd: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fishopt.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    monkeypatch.setenv("FISHOPT_CACHE", str(cache))
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
 
 
 def load(db: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
 
 
-def _running_with_progress(db: Path, name: str) -> bool:
-    """True once a trial is RUNNING and has reported an epoch (the storage may not exist yet)."""
-    if not db.exists():
-        return False
-    try:
-        trials = load(db, name).trials
-    except (KeyError, Exception):  # not created yet, or locked by the writer for a moment
-        return False
-    return any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
-
-
 @pytest.mark.slow
-def test_optimizers_study_end_to_end_and_resume_rules(tmp_path: Path, env) -> None:
+def test_optimizers_study_end_to_end_and_resume_rules(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     db = tmp_path / "fishopt.db"
-    out = fishopt("study", "optimizers", "--data", TINY, "--epochs", "2", env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "fishopt.cli", "study", "optimizers", "--data", TINY,
+         "--epochs", "2", "--threads", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
     assert db.exists(), "the default storage is sqlite:///fishopt.db in the current folder"
     for name in ("SGD", "Adam", "AdamW", "Adadelta", "Rprop", "ASGD"):
         assert name in out.stdout
@@ -83,29 +70,21 @@ def test_optimizers_study_end_to_end_and_resume_rules(tmp_path: Path, env) -> No
         "optimizers"
     ]
 
-    again = fishopt("study", "optimizers", "--data", TINY, "--epochs", "2", env=env, cwd=tmp_path)
-    assert "already has 33 finished trials" in again.stderr
+    # The resume rules, in this process, in the same folder.
+    monkeypatch.chdir(tmp_path)
+
+    def again(*extra: str) -> tuple[int, str]:
+        code, _out, err = run_main(monkeypatch, capsys, "study", "optimizers", *extra)
+        return code, err
+
+    code, err = again("--data", TINY, "--epochs", "2")
+    assert code == 0 and "already has 33 finished trials" in err, err
     assert len(load(db, "optimizers").trials) == 33
+    code, err = again("--data", TINY, "--epochs", "3")
+    assert code == 2 and "different spec" in err
+    code, err = again("--data", TINY + ":7", "--epochs", "2")
+    assert code == 2 and "other data" in err and "--name optimizers-2" in err
 
-    other_spec = fishopt(
-        "study", "optimizers", "--data", TINY, "--epochs", "3", env=env, cwd=tmp_path, check=False
-    )
-    assert other_spec.returncode == 2 and "different spec" in other_spec.stderr
-    other_data = fishopt(
-        "study",
-        "optimizers",
-        "--data",
-        TINY + ":7",
-        "--epochs",
-        "2",
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert other_data.returncode == 2 and "other data" in other_data.stderr
-    assert "--name optimizers-2" in other_data.stderr
-
-    # The read-only commands in this process (a fresh interpreter per command costs seconds).
     storage = ["--storage", f"sqlite:///{db}"]
     listing = CliRunner().invoke(app, ["studies", *storage], env={"COLUMNS": "80"})
     assert listing.exit_code == 0 and "optimizers" in listing.stdout and "33" in listing.stdout
@@ -113,68 +92,45 @@ def test_optimizers_study_end_to_end_and_resume_rules(tmp_path: Path, env) -> No
     assert shown.exit_code == 0 and "optimizer=" in shown.stdout
 
 
+def _study(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> str:
+    code, _out, err = run_main(monkeypatch, capsys, "study", *args, "--threads", "1")
+    assert code == 0, err
+    return err
+
+
 @pytest.mark.slow
-def test_full_study_prunes_and_widths_depth_run(tmp_path: Path, env) -> None:
+def test_full_study_prunes_and_widths_depth_run(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    fishopt(
-        "study",
-        "full",
-        "--data",
-        "digits",
-        "--n-trials",
-        "16",
-        "--epochs",
-        "6",
-        "--storage",
-        url,
-        env=env,
-    )
+    _study(monkeypatch, capsys, "full", "--data", "digits", "--n-trials", "16", "--epochs", "6",
+           "--storage", url)  # fmt: skip
     full = load(tmp_path / "s.db", "full")
     states = [t.state for t in full.trials]
     assert states.count(TrialState.PRUNED) >= 1
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 16
     for name in ("widths", "depth"):
-        fishopt(
-            "study",
-            name,
-            "--data",
-            TINY,
-            "--n-trials",
-            "3",
-            "--epochs",
-            "1",
-            "--storage",
-            url,
-            env=env,
-        )
+        _study(monkeypatch, capsys, name, "--data", TINY, "--n-trials", "3", "--epochs", "1",
+               "--storage", url)  # fmt: skip
         assert len(load(tmp_path / "s.db", name).get_trials(states=(TrialState.COMPLETE,))) == 3
 
 
-def test_same_seed_gives_the_same_study(tmp_path: Path, env) -> None:
+def test_same_seed_gives_the_same_study(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     values = []
     for run in ("a", "b"):
         url = f"sqlite:///{tmp_path / run}.db"
-        fishopt(
-            "study",
-            "depth",
-            "--data",
-            "digits",
-            "--n-trials",
-            "3",
-            "--epochs",
-            "2",
-            "--storage",
-            url,
-            env=env,
-        )
+        _study(monkeypatch, capsys, "depth", "--data", "digits", "--n-trials", "3",
+               "--epochs", "2", "--storage", url)  # fmt: skip
         trials = load(tmp_path / f"{run}.db", "depth").trials
         values.append([(t.params, t.user_attrs["seed"], t.value) for t in trials])
     assert values[0] == values[1]
 
 
 CTRL_C_SPEC = """
-description = "a small grid whose trials last a few seconds: long enough to interrupt"
-epochs = 200
+description = "a small grid; its trial is held at epoch 2 while the test presses Ctrl-C"
+epochs = 4
 [sampler]
 name = "grid"
 [pruner]
@@ -186,41 +142,40 @@ n_layers = [1, 2]
 """
 
 
-def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(tmp_path: Path, env) -> None:
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     db = tmp_path / "c.db"
+    url = f"sqlite:///{db}"
     spec = tmp_path / "slow.toml"
     spec.write_text(CTRL_C_SPEC)
-    common = ["--data", "digits", "--storage", f"sqlite:///{db}"]
-    args = [sys.executable, "-m", "fishopt.cli", "study", str(spec), *common, "--n-trials", "2"]
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if _running_with_progress(db, "slow"):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("no trial started running")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "resume" in stderr
-    trials = load(db, "slow").trials
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    common = ["--data", "digits", "--storage", url, "--threads", "1"]
+    hold = Held(tmp_path / "go")
+    proc = start(
+        ["study", str(spec), *common, "--n-trials", "2"], tmp_path / "study.log",
+        {**env, **hold.env},
+    )  # fmt: skip
+    hold.wait(proc)
+    proc.proc.send_signal(signal.SIGINT)
+    wait_for("the study to take its Ctrl-C", lambda: signal_taken(proc, signal.SIGINT))
+    hold.release()
+    assert wait_exit([proc]) == [130], proc.output()
+    out = proc.output()
+    assert "Traceback" not in out and "resume" in out, out
+    ts = trials(url, "slow")
+    assert not [t for t in ts if t.state == TrialState.RUNNING]
+    failed = [t for t in ts if t.state == TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs.get("interrupted")
 
-    fishopt("study", str(spec), *common, "--n-trials", "1", env=env, cwd=tmp_path)
+    _study(monkeypatch, capsys, str(spec), *common[:-2], "--n-trials", "1")
     # The budget of 1 finished trial is met by re-running the interrupted configuration.
-    trials = load(db, "slow").trials
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    ts = trials(url, "slow")
+    done = [t for t in ts if t.state == TrialState.COMPLETE]
     assert len(done) == 1
     assert done[0].params == failed[0].params
     assert done[0].user_attrs["seed"] == failed[0].user_attrs["seed"]
+    assert not [t for t in ts if t.state == TrialState.WAITING], "queued once, run once"
 
 
 @pytest.mark.parametrize(
@@ -232,37 +187,52 @@ def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(tmp_path: Path, en
         (["show", "nothing", "--storage", "sqlite:///:memory:"], "no study 'nothing'"),
     ],
 )
-def test_user_mistakes_get_one_line_and_exit_2(args: list[str], message: str, env) -> None:
-    proc = fishopt(*args, env=env, check=False)
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3
+def test_user_mistakes_get_one_line_and_exit_2(
+    args: list[str],
+    message: str,
+    env: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default storage, if one is made, goes here
+    code, _out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3
 
 
-def test_malformed_spec_and_empty_folder(tmp_path: Path, env) -> None:
+def test_malformed_spec_and_empty_folder(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = = 3")
-    proc = fishopt("study", str(bad), env=env, check=False)
-    assert proc.returncode == 2 and "malformed TOML" in proc.stderr
+    code, _out, err = run_main(monkeypatch, capsys, "study", str(bad))
+    assert code == 2 and "malformed TOML" in err
     (tmp_path / "empty").mkdir()
-    proc = fishopt("study", "optimizers", "--data", str(tmp_path / "empty"), env=env, check=False)
-    assert proc.returncode == 2 and "no class folders" in proc.stderr
+    code, _out, err = run_main(
+        monkeypatch, capsys, "study", "optimizers", "--data", str(tmp_path / "empty")
+    )
+    assert code == 2 and "no class folders" in err
 
 
-def test_storage_errors_mask_the_password(tmp_path: Path, env) -> None:
+def test_storage_errors_mask_the_password(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     url = "postgresql+psycopg://fish:hunter2secret@127.0.0.1:1/nowhere"
-    proc = fishopt(
-        "study", "optimizers", "--data", "digits", "--storage", url, env=env, check=False
+    code, out, err = run_main(
+        monkeypatch, capsys, "study", "optimizers", "--data", "digits", "--storage", url
     )
-    assert proc.returncode == 2
-    assert "cannot open storage" in proc.stderr
-    assert "hunter2secret" not in proc.stderr + proc.stdout
-    assert "fish:***@127.0.0.1" in proc.stderr
-    proc = fishopt(
-        "studies", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db", env=env, check=False
+    assert code == 2
+    assert "cannot open storage" in err
+    assert "hunter2secret" not in err + out
+    assert "fish:***@127.0.0.1" in err
+    code, _out, err = run_main(
+        monkeypatch, capsys, "studies", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db"
     )
-    assert proc.returncode == 2 and "cannot open storage" in proc.stderr
+    assert code == 2 and "cannot open storage" in err
 
 
 def test_summary_table_fits_80_columns_with_every_number_readable() -> None:
@@ -314,16 +284,19 @@ def test_summary_table_fits_80_columns_with_every_number_readable() -> None:
         assert len(mantissa) <= 3, f"{value}: floats print with 3 significant digits"
 
 
-def test_a_bad_storage_is_reported_before_any_data_is_read(tmp_path: Path, env) -> None:
+def test_a_bad_storage_is_reported_before_any_data_is_read(
+    tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Opening the storage comes first: no images are generated or decoded for a study that
     cannot be stored."""
+    monkeypatch.chdir(tmp_path)
     cache = tmp_path / "fresh-cache"
     for command in ("study", "worker"):
-        out = fishopt(
-            command, "optimizers", "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        code, _out, err = run_main(
+            monkeypatch, capsys, command, "optimizers",
+            "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none",
             "--data", "synthetic:300", "--cache-dir", str(cache),
-            env=env, cwd=tmp_path, check=False,
         )  # fmt: skip
-        assert out.returncode == 2, out.stderr
-        assert "cannot open storage" in out.stderr and "Traceback" not in out.stderr
+        assert code == 2, err
+        assert "cannot open storage" in err and "Traceback" not in err
         assert not cache.exists() or not any(cache.rglob("*.png")), "data was made first"

@@ -248,11 +248,9 @@ def _start(
 
 
 @pytest.mark.slow
-def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path):
+def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path, browser: Browser):
     proc, address = _start(storage, tmp_path)
-    browser = None
     try:
-        browser = Browser()
         browser.goto(address)
         names = ["optimizers", "widths", "depth", "full"]
         check = " && ".join(f"document.body.innerText.includes({n!r})" for n in names)
@@ -268,8 +266,6 @@ def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path
         outside = [u for u in browser.requested_urls() if u.split("/")[2:3] != [host]]
         assert [u for u in outside if not u.startswith("data:")] == []
     finally:
-        if browser is not None:
-            browser.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -345,18 +341,14 @@ def test_curl_gets_401_without_the_login_and_200_with_it(guarded: str, storage: 
 
 
 @pytest.mark.slow
-def test_chromium_asks_for_the_login_and_shows_studies_after_it(guarded: str):
-    browser = Browser()
-    try:
-        browser.answer_logins(None)  # the person dismisses the login prompt
-        browser.goto(guarded)
-        assert browser.wait_for("document.body.innerText.includes('log in')")
-        assert not browser.eval("document.body.innerText.includes('widths')")
-        browser.answer_logins(("fishopt", PASSWORD))  # the person types the login
-        browser.goto(guarded)
-        assert browser.wait_for("document.body.innerText.includes('widths')")
-        # The page's own API calls carry the remembered login; a write is refused.
-        status = browser.eval("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
-        assert status == 405
-    finally:
-        browser.close()
+def test_chromium_asks_for_the_login_and_shows_studies_after_it(guarded: str, browser: Browser):
+    browser.answer_logins(None)  # the person dismisses the login prompt
+    browser.goto(guarded)
+    assert browser.wait_for("document.body.innerText.includes('log in')")
+    assert not browser.eval("document.body.innerText.includes('widths')")
+    browser.answer_logins(("fishopt", PASSWORD))  # the person types the login
+    browser.goto(guarded)
+    assert browser.wait_for("document.body.innerText.includes('widths')")
+    # The page's own API calls carry the remembered login; a write is refused.
+    status = browser.eval("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
+    assert status == 405

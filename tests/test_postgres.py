@@ -34,7 +34,6 @@ from worker_support import (
     trials,
     wait_exit,
     wait_for,
-    warm_cache,
     worker_args,
 )
 
@@ -42,13 +41,6 @@ from fishopt import config, redact
 from fishopt.search import claim, studies
 from fishopt.storage import fence, locks
 from fishopt.storage.connect import open_storage
-
-
-@pytest.fixture(scope="module")
-def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("pg-cache")
-    warm_cache(tiny_fish, cache)
-    return cache
 
 
 def _password(url: str) -> str:

@@ -130,47 +130,43 @@ def test_unknown_study_is_one_line_and_writes_nothing(storage: str, tmp_path: Pa
     assert not out.exists()
 
 
-def test_chromium_renders_report_offline(report_dir: Path):
-    browser = Browser()
-    try:
-        # page -> (at least so many tables, at least so many images)
-        expected = {
-            "index": (1, 1),
-            "optimizers": (4, 6),
-            "widths": (4, 5),
-            "depth": (4, 5),
-            "full": (3, 4),
-            "optimizers-tuned": (6, 5),
-        }
-        for page, (tables, images) in expected.items():
-            browser.goto(file_url(report_dir / f"{page}.html"))
-            n_images = browser.wait_for(
-                "[...document.images].every(i => i.complete) && document.images.length"
+def test_chromium_renders_report_offline(report_dir: Path, browser: Browser):
+    # page -> (at least so many tables, at least so many images)
+    expected = {
+        "index": (1, 1),
+        "optimizers": (4, 6),
+        "widths": (4, 5),
+        "depth": (4, 5),
+        "full": (3, 4),
+        "optimizers-tuned": (6, 5),
+    }
+    for page, (tables, images) in expected.items():
+        browser.goto(file_url(report_dir / f"{page}.html"))
+        n_images = browser.wait_for(
+            "[...document.images].every(i => i.complete) && document.images.length"
+        )
+        broken = browser.eval(
+            "[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.alt)"
+        )
+        assert n_images >= images and broken == [], (page, broken)
+        assert browser.eval("document.querySelectorAll('table').length") >= tables
+        assert browser.eval("document.querySelectorAll('th').length") > 0
+        urls = browser.requested_urls()
+        assert urls, "the browser recorded no requests at all"
+        outside = [u for u in urls if not u.startswith(("file://", "data:"))]
+        assert outside == [], (page, outside)
+        assert browser.failed_requests() == []
+        if page in ("index", "optimizers-tuned"):  # defaults beside tuned, both pages
+            text = browser.eval("document.body.innerText")
+            assert "Tuning bought Bad +0.445 F1" in text, page
+            alts = browser.eval("[...document.images].map(i => i.alt).join('|')")
+            assert "Critical-difference diagram" in alts and "Budget curve" in alts, page
+            cells = browser.eval(
+                "[...document.querySelectorAll('table.tuned td')].map(c => c.innerText)"
             )
-            broken = browser.eval(
-                "[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.alt)"
-            )
-            assert n_images >= images and broken == [], (page, broken)
-            assert browser.eval("document.querySelectorAll('table').length") >= tables
-            assert browser.eval("document.querySelectorAll('th').length") > 0
-            urls = browser.requested_urls()
-            assert urls, "the browser recorded no requests at all"
-            outside = [u for u in urls if not u.startswith(("file://", "data:"))]
-            assert outside == [], (page, outside)
-            assert browser.failed_requests() == []
-            if page in ("index", "optimizers-tuned"):  # defaults beside tuned, both pages
-                text = browser.eval("document.body.innerText")
-                assert "Tuning bought Bad +0.445 F1" in text, page
-                alts = browser.eval("[...document.images].map(i => i.alt).join('|')")
-                assert "Critical-difference diagram" in alts and "Budget curve" in alts, page
-                cells = browser.eval(
-                    "[...document.querySelectorAll('table.tuned td')].map(c => c.innerText)"
-                )
-                assert cells[:3] == ["Bad", "0.510", "0.500 – 0.520"], page
-        text = browser.eval("document.body.innerText")  # last page: optimizers-tuned
-        assert "Parameter importances" in text
-    finally:
-        browser.close()
+            assert cells[:3] == ["Bad", "0.510", "0.500 – 0.520"], page
+    text = browser.eval("document.body.innerText")  # last page: optimizers-tuned
+    assert "Parameter importances" in text
 
 
 SMALL_OPTIMIZERS = """

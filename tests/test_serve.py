@@ -400,25 +400,20 @@ def test_serve_refuses_to_start_with_tampered_weights(
     assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0]
 
 
-def test_each_worker_refuses_a_tampered_bundle(exported: dict, tmp_path: Path) -> None:
-    """A bundle changed after the CLI checked it: the worker's own check stops it, in one line,
-    with the exit code that makes uvicorn's supervisor stop rather than restart it."""
+def test_each_worker_refuses_a_tampered_bundle(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A bundle changed after the CLI checked it: the worker's own check (the app factory a
+    uvicorn worker calls as it starts) stops it, in one line, with the exit code that makes
+    uvicorn's supervisor stop rather than restart it."""
     copy = tampered(exported, tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.update(serve.worker_env(copy, serve.Limits(), threads=1))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import fishopt.serve as s; s.{serve.WORKER_FACTORY.split(':')[1]}()",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == serve.STARTUP_FAILURE
-    lines = done.stderr.strip().splitlines()
+    for name, value in serve.worker_env(copy, serve.Limits(), threads=1).items():
+        monkeypatch.setenv(name, value)
+    factory = getattr(serve, serve.WORKER_FACTORY.split(":")[1])
+    with pytest.raises(SystemExit) as stopped:
+        factory()
+    assert stopped.value.code == serve.STARTUP_FAILURE
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0], lines
 
 
@@ -555,15 +550,6 @@ def test_the_service_keeps_its_published_contract(workers: Server, mode: Generat
 
 
 # ------------------------------------------------------------------------- the page, in Chromium
-
-
-@pytest.fixture()
-def browser() -> Iterator[Browser]:
-    b = Browser()
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture()

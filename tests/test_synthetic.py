@@ -7,14 +7,13 @@ import hashlib
 import io
 import multiprocessing as mp
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import probes
 import pytest
 import torch
+from conftest import run_main
 from PIL import Image
 
 from fishopt import data
@@ -60,41 +59,25 @@ def test_masks_cover_the_fish_and_species_differ(tiny_fish: Path, cache: Path) -
     assert distances[~np.eye(9, dtype=bool)].min() > 0.1
 
 
-def test_data_synth_command_writes_the_layout(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fishopt.cli",
-            "data",
-            "synth",
-            "--out",
-            str(tmp_path),
-            "--per-class",
-            "3",
-            "--size",
-            "59x45",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+def test_data_synth_command_writes_the_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["data", "synth", "--out", str(tmp_path), "--per-class", "3", "--size", "59x45"]
+    code, _out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0, err
     assert len(list((tmp_path / "Fish_Dataset").rglob("*.png"))) == 9 * 3 * 2
 
 
-def test_fetch_without_credentials_says_what_is_missing(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env.update(HOME=str(tmp_path), PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [sys.executable, "-m", "fishopt.cli", "data", "fetch"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2
-    assert "Kaggle credentials" in proc.stderr or "kagglehub is not installed" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_fetch_without_credentials_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for name in [k for k in os.environ if k.startswith("KAGGLE")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _out, err = run_main(monkeypatch, capsys, "data", "fetch")
+    assert code == 2
+    assert "Kaggle credentials" in err or "kagglehub is not installed" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_png_writer_round_trips_through_pillow() -> None:

@@ -27,7 +27,6 @@ from worker_support import (
     trials,
     wait_exit,
     wait_for,
-    warm_cache,
     worker_args,
 )
 
@@ -40,13 +39,6 @@ from fishopt.storage.connect import open_storage
 from fishopt.storage.sqlite import sqlite_warnings
 
 EPOCHS = 4  # trials are held at epoch 2 (worker_support.Held) while the test acts on them
-
-
-@pytest.fixture(scope="module")
-def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("worker-cache")
-    warm_cache(tiny_fish, cache)
-    return cache
 
 
 # ------------------------------------------------------------------------------ real processes

@@ -23,7 +23,6 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import data
 from fishopt.storage.connect import open_storage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,11 +59,6 @@ lr = {{ low = 1e-3, high = 1e-1, log = true }}
 """
     )
     return path
-
-
-def warm_cache(fish: Path, cache: Path) -> None:
-    """Decode the tiny set once, so worker processes start from the cache."""
-    data.load(data.parse_source(str(fish)), cache)
 
 
 @dataclass
