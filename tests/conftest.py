@@ -35,6 +35,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     some stop and start the server, which must not happen under another test's feet."""
     for item in items:
         if "pg_url" in getattr(item, "fixturenames", ()):
+            other = item.get_closest_marker("xdist_group")
+            if other is not None:  # a second group would let them run side by side again
+                raise pytest.UsageError(f"{item.nodeid}: PostgreSQL tests take no xdist_group")
             item.add_marker(pytest.mark.xdist_group(XDIST_GROUP_POSTGRESQL))
 
 

@@ -287,7 +287,6 @@ def _reachable() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("postgresql-cluster")
 def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
@@ -323,7 +322,6 @@ def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("postgresql-cluster")
 def test_a_postgresql_restart_costs_the_workers_a_pause_not_the_study(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
