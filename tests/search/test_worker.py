@@ -409,7 +409,8 @@ def _add_stale_trial(url: str, name: str) -> int:
     """A RUNNING trial whose worker died a minute ago (its heartbeat is that old)."""
     storage = open_storage(url, heartbeat=config.Heartbeat(1, 3, 2))
     st = optuna.load_study(study_name=name, storage=storage)
-    trial = st.ask()
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(), on purpose
+        trial = st.ask()
     storage.record_heartbeat(trial._trial_id)
     with storage.engine.begin() as conn:
         conn.execute(
