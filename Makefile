@@ -4,8 +4,9 @@
 setup:
 	pip install torch==2.13.0 -e ".[test]"
 
+# A test process per core (pytest-xdist); the PostgreSQL tests share one (conftest.py).
 test:
-	python -m pytest -q
+	python -m pytest -q -n auto --dist loadgroup --durations=25
 
 lint:
 	ruff check fishopt tests bench

@@ -329,3 +329,15 @@ def resolve_dashboard_login(env: dict[str, str] | None = None) -> DashboardLogin
     if ":" in user:
         raise _config_error(f"{ENV_DASHBOARD_USER}={user!r}: a user name cannot contain ':'")
     return DashboardLogin(user=user, password=password, source=source)
+
+
+# ------------------------------------------------------------------------- tests only
+
+ENV_TEST_HOLD = "FISHOPT_TEST_HOLD"
+
+
+def resolve_hold(env: dict[str, str] | None = None) -> str | None:
+    """``FISHOPT_TEST_HOLD`` (``EPOCH:PATH``, parsed by ``search.hold``): tests hold a trial
+    at an epoch boundary with it, so they check the order of events rather than time."""
+    env = os.environ if env is None else env
+    return env.get(ENV_TEST_HOLD) or None

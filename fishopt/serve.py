@@ -16,7 +16,7 @@ wrong, and every one of these answers is declared in the OpenAPI schema:
 - more than ``max_files`` files: 413; no file, an empty file or a missing ``files`` field: 422;
 - a file that is not an image: 415; an image over ``max_pixels``: 413, judged from its header
   before any pixel is decoded (a decompression bomb costs only its header);
-- a multipart body that does not parse: 400.
+- a body that is not multipart/form-data, or a multipart body that does not parse: 400.
 """
 
 from __future__ import annotations
@@ -154,7 +154,14 @@ def create_app(bundle: Bundle | Path | str, limits: Limits = Limits()) -> FastAP
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        kind = request.headers.get("content-type", "")
+        if request.url.path == "/predict" and not kind.lower().startswith("multipart/form-data"):
+            # Not a form at all: a wrong request, not a form missing its field (422).
+            return JSONResponse(
+                {"detail": f"the body is not multipart/form-data (Content-Type: {kind or 'none'})"},
+                status_code=400,
+            )
         parts = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from needs import executable
 
 FLAGS = [
     "--headless",
@@ -37,12 +37,7 @@ FLAGS = [
 
 
 def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed here")
-    return found
+    return executable("chromium", "chromium", "chromium-browser")
 
 
 class Browser:
@@ -74,6 +69,7 @@ class Browser:
         self._lock = threading.Lock()
         self.events: list[dict] = []
         self._login: tuple[str, str] | None = None  # see answer_logins
+        self._context = ""
         threading.Thread(target=self._read, daemon=True).start()
         self.session = self._open_session()
 
@@ -139,12 +135,26 @@ class Browser:
         return reply["result"]
 
     def _open_session(self) -> str:
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        """A new tab in a new browser context: no cookies, cache or remembered logins."""
+        self._context = self.send("Target.createBrowserContext")["browserContextId"]
+        target = self.send(
+            "Target.createTarget", {"url": "about:blank", "browserContextId": self._context}
+        )["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
         sid = session["sessionId"]
         for domain in ("Network", "Page", "Runtime"):
             self.send(f"{domain}.enable", sessionId=sid)
         return sid
+
+    def fresh(self) -> Browser:
+        """This browser with a fresh tab in a fresh context, as if just started (one Chromium
+        process serves every test; starting one costs seconds)."""
+        with contextlib.suppress(Exception):
+            self.send("Target.disposeBrowserContext", {"browserContextId": self._context})
+        self._login = None
+        self.events.clear()
+        self.session = self._open_session()
+        return self
 
     # ---------------------------------------------------------------------------- helpers
 

@@ -2,23 +2,99 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy
+from chromium import Browser
+from needs import group_of, require, skipped_line
 
 from fishopt import config
 from fishopt.data import synthetic
 
 TINY_SIZE = (118, 89)  # 1/5 of the Kaggle photo size: same aspect, fast to write
+XDIST_GROUP_POSTGRESQL = "postgresql"  # every test on the one PostgreSQL: see below
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One torch thread per test process: `make test` runs a process per core (pytest-xdist),
+    # and threads spinning for a core another process holds slow everyone down.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on PostgreSQL run one after another in one xdist worker (``--dist loadgroup``):
+    some stop and start the server, which must not happen under another test's feet."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            other = item.get_closest_marker("xdist_group")
+            if other is not None:  # a second group would let them run side by side again
+                raise pytest.UsageError(f"{item.nodeid}: PostgreSQL tests take no xdist_group")
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUP_POSTGRESQL))
+
+
+def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """A folder built once per test run and then only read, even with several xdist worker
+    processes (they share the parent of their temporary folders; a lock makes the others wait
+    for the first to finish building)."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_fish(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 9-species synthetic set in the Kaggle layout, 12 photos per species."""
-    out = tmp_path_factory.mktemp("fish")
-    return synthetic.generate(out, per_class=12, size=TINY_SIZE, seed=1, workers=1)
+
+    def build(out: Path) -> None:
+        synthetic.generate(out, per_class=12, size=TINY_SIZE, seed=1, workers=1)
+
+    return shared(tmp_path_factory, "fish", build) / "Fish_Dataset"
+
+
+@pytest.fixture(scope="session")
+def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded cache of ``tiny_fish`` for every test, so worker processes start from it."""
+    from fishopt import data
+
+    return shared(
+        tmp_path_factory,
+        "fish-cache",
+        lambda out: data.load(data.parse_source(str(tiny_fish)), out),
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium per test process."""
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture()
+def browser(chromium: Browser) -> Browser:
+    """A fresh tab in a fresh browser context of the shared Chromium."""
+    return chromium.fresh()
 
 
 @pytest.fixture()
@@ -26,53 +102,60 @@ def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.fixture(autouse=True)
+def _stop_started_processes():
+    """Processes a test started through ``worker_support.start`` never outlive it."""
+    yield
+    from worker_support import kill_leftovers
+
+    kill_leftovers()
+
+
 # ------------------------------------------------------------- export, predict, serve (issue 3)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
-    """`fishopt ARGS` in a fresh process, importing this checkout."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"}
-    env.pop("FISHOPT_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "fishopt.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="session")
-def exported(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`fishopt study optimizers` on the tiny set, then `fishopt export-best --onnx`, for real."""
-    work = tmp_path_factory.mktemp("exported")
-    storage = f"sqlite:///{work / 'fish.db'}"
-    cache = work / "cache"
-    study = run_cli(
-        "study", "optimizers", "--data", str(tiny_fish), "--storage", storage,
-        "--n-trials", "4", "--epochs", "6", "--cache-dir", str(cache), "--threads", "1",
-    )  # fmt: skip
-    assert study.returncode == 0, study.stderr
-    bundle = work / "bundle"
-    export = run_cli(
-        "export-best", "optimizers", "--storage", storage, "--out", str(bundle), "--onnx",
-        "--cache-dir", str(cache),
-    )  # fmt: skip
-    assert export.returncode == 0, export.stderr + export.stdout
+def exported(tiny_fish: Path, fish_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`fishopt study optimizers` on the tiny set, then `fishopt export-best --onnx`, for real
+    (in this process: what they print and store is what a user gets), built once per run."""
+
+    def build(work: Path) -> None:
+        from typer.testing import CliRunner
+
+        from fishopt.cli import app
+
+        runner = CliRunner()
+        env = {"FISHOPT_ARTIFACTS": None, "COLUMNS": "200"}
+        study = runner.invoke(
+            app,
+            [
+                "study", "optimizers", "--data", str(tiny_fish), "--storage",
+                f"sqlite:///{work / 'fish.db'}", "--n-trials", "4", "--epochs", "6",
+                "--cache-dir", str(fish_cache), "--threads", "1",
+            ],
+            env=env,
+        )  # fmt: skip
+        assert study.exit_code == 0, study.output
+        export = runner.invoke(
+            app,
+            [
+                "export-best", "optimizers", "--storage", f"sqlite:///{work / 'fish.db'}",
+                "--out", str(work / "bundle"), "--onnx", "--cache-dir", str(fish_cache),
+            ],
+            env=env,
+        )  # fmt: skip
+        assert export.exit_code == 0, export.output
+        (work / "export.out").write_text(export.stdout)
+
+    work = shared(tmp_path_factory, "exported", build)
     return {
         "work": work,
-        "storage": storage,
-        "cache": cache,
+        "storage": f"sqlite:///{work / 'fish.db'}",
+        "cache": fish_cache,
         "artifacts": work / "fish-artifacts",
-        "bundle": bundle,
+        "bundle": work / "bundle",
         "data": tiny_fish,
-        "stdout": export.stdout,
+        "stdout": (work / "export.out").read_text(),
     }
 
 
@@ -96,22 +179,21 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """The PostgreSQL of `.ci/run` (FISHOPT_TEST_PG): required in CI, skipped elsewhere."""
+    return postgres_url()
+
+
+def postgres_url() -> str:
     url = os.environ.get("FISHOPT_TEST_PG")
-    in_ci = os.environ.get("CI", "").lower() == "true"
     if not url:
-        if in_ci:
-            pytest.fail("FISHOPT_TEST_PG is not set in CI; .ci/run should start PostgreSQL")
-        pytest.skip("FISHOPT_TEST_PG not set (see .ci/run to start a local PostgreSQL)")
+        require("postgresql", "FISHOPT_TEST_PG is not set (.ci/run starts PostgreSQL 15)")
     try:
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
         engine.dispose()
     except Exception as exc:
-        message = f"PostgreSQL at {config.mask_url(url)} is unreachable: {type(exc).__name__}"
-        if in_ci:
-            pytest.fail(message)
-        pytest.skip(message)
+        where = config.mask_url(url)
+        require("postgresql", f"PostgreSQL at {where} is unreachable: {type(exc).__name__}")
     return url
 
 
@@ -125,6 +207,17 @@ def server_binaries() -> None:
         for name in ("initdb", "pg_ctl", "pgbouncer"):
             pgserver.binary(name)
     except pgserver.Missing as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{exc} (CI must run the throwaway-server tests)")
-        pytest.skip(str(exc))
+        require("pgbouncer", str(exc))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end: which groups were skipped for want of what, and how to run them."""
+    counts: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr or "")
+        group = group_of(reason)
+        if group is not None:
+            counts[group] += 1
+    if counts:
+        terminalreporter.write_line(skipped_line(dict(counts)))

@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import optuna
 import pytest
 from chromium import Browser
 from fake_studies import build as build_fake
+from needs import executable
 from optuna_dashboard import get_note
 from typer.testing import CliRunner
 
@@ -257,11 +257,9 @@ WRITE_BUTTONS = (
 
 
 @pytest.mark.slow
-def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path):
+def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path, browser: Browser):
     proc, address = _start(storage, tmp_path)
-    browser = None
     try:
-        browser = Browser()
         browser.goto(address)
         names = ["optimizers", "widths", "depth", "full"]
         check = " && ".join(f"document.body.innerText.includes({n!r})" for n in names)
@@ -279,8 +277,6 @@ def test_chromium_sees_the_studies_in_the_dashboard(storage: str, tmp_path: Path
         outside = [u for u in browser.requested_urls() if u.split("/")[2:3] != [host]]
         assert [u for u in outside if not u.startswith("data:")] == []
     finally:
-        if browser is not None:
-            browser.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -325,9 +321,7 @@ def guarded(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _curl(url: str, *args: str, login: str | None = None) -> tuple[int, str]:
     """curl's status code and headers; the login goes on stdin, never on the command line."""
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed here")
+    curl = executable("curl", "curl")
     config_text = f'user = "{login}"\n' if login else ""
     done = subprocess.run(
         [curl, "-sS", "-K", "-", "-D", "-", "-o", "/dev/null", *args, url],
@@ -358,21 +352,19 @@ def test_curl_gets_401_without_the_login_and_200_with_it(guarded: str, storage: 
 
 
 @pytest.mark.slow
-def test_chromium_asks_for_the_login_and_read_only_hides_the_write_buttons(guarded: str):
-    browser = Browser()
-    try:
-        browser.answer_logins(None)  # the person dismisses the login prompt
-        browser.goto(guarded)
-        assert browser.wait_for("document.body.innerText.includes('log in')")
-        assert not browser.eval("document.body.innerText.includes('widths')")
-        browser.answer_logins(("fishopt", PASSWORD))  # the person types the login
-        browser.goto(guarded)
-        assert browser.wait_for("document.body.innerText.includes('widths')")
-        # --read-only: the controls that would change a study are hidden, not just refused.
-        shown = browser.eval(WRITE_BUTTONS)
-        assert len(shown) >= 3 and not any(shown)
-        # The page's own API calls carry the remembered login; a write is refused.
-        status = browser.eval("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
-        assert status == 405
-    finally:
-        browser.close()
+def test_chromium_asks_for_the_login_and_read_only_hides_the_write_buttons(
+    guarded: str, browser: Browser
+):
+    browser.answer_logins(None)  # the person dismisses the login prompt
+    browser.goto(guarded)
+    assert browser.wait_for("document.body.innerText.includes('log in')")
+    assert not browser.eval("document.body.innerText.includes('widths')")
+    browser.answer_logins(("fishopt", PASSWORD))  # the person types the login
+    browser.goto(guarded)
+    assert browser.wait_for("document.body.innerText.includes('widths')")
+    # --read-only: the controls that would change a study are hidden, not just refused.
+    shown = browser.eval(WRITE_BUTTONS)
+    assert len(shown) >= 3 and not any(shown)
+    # The page's own API calls carry the remembered login; a write is refused.
+    status = browser.eval("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
+    assert status == 405

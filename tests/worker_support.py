@@ -1,7 +1,10 @@
 """Helpers for the multi-worker tests: real worker processes, storage polling, invariants.
 
 Workers are real ``python -m fishopt.cli worker`` processes; tests wait for states by polling the
-storage (never by sleeping a fixed time) and check the study afterwards.
+storage (never by sleeping a fixed time) and check the study afterwards. A test that needs a
+trial "still training" when it acts holds it there (``Held``, fishopt/search/hold.py) and checks
+the order of events, never how many seconds they took. Every process started here is killed at
+the end of the test that started it, whatever happened (``kill_leftovers``, from conftest).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt import data
 from fishopt.storage.connect import open_storage
 
 REPO = Path(__file__).resolve().parent.parent
-HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+# Beats every second; silent for 10 s means dead. A shorter grace period misjudges a live worker
+# on a loaded 2-core machine (its heartbeat thread starved for seconds) and fails its trial.
+GRACE = 10
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", str(GRACE)]
 
 
 def spec_file(folder: Path, epochs: int, n_trials: int, name: str = "tiny") -> Path:
@@ -56,11 +61,6 @@ lr = {{ low = 1e-3, high = 1e-1, log = true }}
     return path
 
 
-def warm_cache(fish: Path, cache: Path) -> None:
-    """Decode the tiny set once, so worker processes start from the cache."""
-    data.load(data.parse_source(str(fish)), cache)
-
-
 @dataclass
 class Worker:
     proc: subprocess.Popen
@@ -86,6 +86,9 @@ def env_for(storage: str, **extra: str) -> dict[str, str]:
     return env
 
 
+_STARTED: list[Worker] = []  # every process started by ``start``, for ``kill_leftovers``
+
+
 def start(args: list[str], log: Path, env: dict[str, str]) -> Worker:
     """``fishopt ARGS`` as a real process, output to a file (a pipe could fill and block)."""
     # Best-model artifacts go beside the log, not into the repository's ./fishopt-artifacts.
@@ -99,7 +102,47 @@ def start(args: list[str], log: Path, env: dict[str, str]) -> Worker:
         stderr=subprocess.STDOUT,
     )
     handle.close()
-    return Worker(proc, log)
+    worker = Worker(proc, log)
+    _STARTED.append(worker)
+    return worker
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every process ``start`` started that still runs (a test failed or timed out)."""
+    while _STARTED:
+        w = _STARTED.pop()
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
+@dataclass(frozen=True)
+class Held:
+    """Trials held at an epoch boundary (``FISHOPT_TEST_HOLD``) until ``release()``.
+
+    Give ``env`` to one process; ``wait(worker)`` returns the number of the trial it holds,
+    once it is held: RUNNING, ``epoch - 1`` epochs reported, the next not yet."""
+
+    path: Path  # the release file; ``<path>.held`` appears when a trial waits
+    epoch: int = 2
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"FISHOPT_TEST_HOLD": f"{self.epoch}:{self.path}"}
+
+    def wait(self, worker: Worker, timeout: float = 180.0) -> int:
+        marker = self.path.with_name(self.path.name + ".held")
+
+        def held() -> bool:
+            if worker.proc.poll() is not None:
+                raise AssertionError(f"worker {worker.pid} exited:\n{worker.output()[-3000:]}")
+            return marker.exists()
+
+        wait_for(f"worker {worker.pid} to hold a trial at epoch {self.epoch}", held, timeout)
+        return int(marker.read_text())
+
+    def release(self) -> None:
+        self.path.touch()
 
 
 def worker_args(spec: Path, fish: Path, cache: Path, *extra: str) -> list[str]:
@@ -117,7 +160,7 @@ def worker_args(spec: Path, fish: Path, cache: Path, *extra: str) -> list[str]:
     ]
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 120.0) -> object:
+def wait_for(what: str, check: Callable[[], object], timeout: float = 180.0) -> object:
     """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -206,3 +249,35 @@ def check_study(ts: list[FrozenTrial], budget: int, failed: int = 0) -> None:
         assert all(
             abs(reported[r["epoch"]] - r["valid_f1"]) < 1e-6 for r in t.user_attrs["history"]
         )
+
+
+def start_dashboard(storage: str, folder: Path, *args: str, env: dict[str, str]) -> tuple:
+    """``fishopt dashboard --port 0 ARGS`` as a process; (Worker, its loopback base URL).
+
+    Port 0: the kernel picks a free port as the server binds it, and the server prints it (a
+    port found free beforehand can be taken by another process before the server binds it).
+    """
+    import re
+
+    log = folder / "dashboard.log"
+    cmd = ["dashboard", "--storage", storage, "--port", "0"]
+    dash = start([*cmd, "--artifacts-dir", str(folder / "artifacts"), *args], log, env)
+    address = re.compile(r"at http://(?:127\.0\.0\.1|0\.0\.0\.0)(:\d+)/dashboard")
+
+    def served() -> str | None:
+        if dash.proc.poll() is not None:
+            raise AssertionError(f"dashboard exited: {dash.output()}")
+        m = address.search(dash.output())
+        return f"http://127.0.0.1{m.group(1)}" if m else None
+
+    return dash, wait_for("the dashboard's address", served)
+
+
+def signal_taken(worker: Worker, signum: int) -> bool:
+    """Whether ``signum``, sent to the process, is no longer pending in the kernel: a thread has
+    taken it, so Python runs the handler before the main thread's next bytecode; a trial held
+    at an epoch boundary has acted on it before it can see its release file."""
+    status = Path(f"/proc/{worker.pid}/status").read_text()
+    bit = 1 << (signum - 1)
+    pending = [int(line.split()[1], 16) for line in status.splitlines() if "Pnd:" in line]
+    return not any(mask & bit for mask in pending)

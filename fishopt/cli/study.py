@@ -128,7 +128,7 @@ def study_cmd(
             f" run the same command to resume {st.study_name!r}[/yellow]",
             soft_wrap=True,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(outcome.exit_code)  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
     if outcome.reason == "budget" and outcome.ran == 0:
         err.print(
             f"study {st.study_name!r} already has {studies.finished_count(st)} finished trials "

@@ -239,13 +239,27 @@ def run(
         # Optuna's own error handling can fail in odd ways when the database is gone (its
         # cleanup reads the trial back); whatever surfaces, a storage that does not answer
         # now is the cause to report.
-        lost = isinstance(exc, (heartbeats.StorageLost, *STORAGE_ERRORS)) or not _answers(session)
+        lost = _from_storage(exc) or not _answers(session)
         if not lost:
             raise
         lock.release()
         message = str(exc) if isinstance(exc, heartbeats.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", heartbeats.EXIT_STORAGE_LOST)
+
+
+def _from_storage(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a storage failure: Optuna's cleanup
+    after a failed write can itself fail (``AssertionError``) when the database takes reads
+    but no writes (a full disk under a SQLite file)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (heartbeats.StorageLost, *STORAGE_ERRORS)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _answers(session: Session) -> bool:
@@ -256,12 +270,16 @@ def _answers(session: Session) -> bool:
 def _acquire(lock: locks.Lock, patience: float, log: Log) -> None:
     """Take the claim lock, riding out a dropped database connection for ``patience`` s."""
     first = time.monotonic()
-    retried(
-        lock.acquire,
-        lambda exc: isinstance(exc, sqlalchemy.exc.OperationalError),
-        patience=patience,
-    )
-    if time.monotonic() - first > 0.5:
+    dropped = []  # waiting for another worker's lock is not a reconnect: say only a drop
+
+    def again(exc: BaseException) -> bool:
+        if isinstance(exc, sqlalchemy.exc.OperationalError):
+            dropped.append(exc)
+            return True
+        return False
+
+    retried(lock.acquire, again, patience=patience)
+    if dropped:
         log(f"reconnected to the storage after {time.monotonic() - first:.1f}s")
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fishopt.search import holdout, space, tuned
+from fishopt import config
+from fishopt.search import hold, holdout, space, tuned
 from fishopt.search.context import Context
 from fishopt.search.spec import StudySpec
 from fishopt.search.studies import origin_number
@@ -69,6 +70,7 @@ def objective(
         if spec.tuned and tuned.holds_out(spec.tuned)
         else None
     )
+    held = hold.parse(config.resolve_hold())  # tests only: see search/hold.py
 
     def run(trial: optuna.Trial) -> float:
         # The trial as Optuna created it (enqueued attributes, retry marks), read without a query.
@@ -108,6 +110,8 @@ def objective(
         history: list[EpochRecord] = []
 
         def on_epoch(epoch: EpochRecord) -> None:
+            if held is not None:
+                held.at(epoch.epoch, trial.number)
             if stop_now is not None and stop_now():
                 raise KeyboardInterrupt
             if check_alive is not None:

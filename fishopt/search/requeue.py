@@ -20,7 +20,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
 
     def key(t: FrozenTrial) -> str:
-        # A queued retry has no params yet, only the ones it was queued with.
+        # A queued trial has no params yet: enqueue_trial keeps them as its fixed_params, so
+        # a second call (another --jobs child, the next run) sees them as queued already.
         params = t.params or t.system_attrs.get("fixed_params") or {}
         repeat = params.get("repeat", t.user_attrs.get("repeat"))
         return space.config_key(params) + str(repeat) + str(t.user_attrs.get("phase", ""))

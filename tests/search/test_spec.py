@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from worker_support import REPO
 
 from fishopt.errors import FishoptError
 from fishopt.search import space, spec
@@ -92,7 +93,7 @@ def test_fingerprint_ignores_budget_but_not_training_settings() -> None:
 
 @pytest.mark.slow
 def test_specs_ship_inside_the_wheel(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
         check=True,

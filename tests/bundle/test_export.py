@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from conftest import run_main
 from optuna.trial import TrialState, create_trial
 
@@ -105,18 +106,48 @@ def test_export_best_uses_the_stored_weights_and_records_test_metrics(exported: 
 
 
 def test_retrain_trains_on_train_plus_valid_and_reports_both(
-    exported: dict, tmp_path: Path
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """--retrain: the best params trained again on train+valid (no validation, no test rows)
+    for the best trial's epoch count and seed, the last epoch's weights bundled; the test
+    figures of the retrained model and of the original trial both reported."""
+    from safetensors.torch import load_file
+
+    calls = []
+    real_train = export.train
+
+    def spy(model_spec, optim_spec, X, y, X_valid, y_valid, cfg, *rest):  # type: ignore[no-untyped-def]
+        result = real_train(model_spec, optim_spec, X, y, X_valid, y_valid, cfg, *rest)
+        calls.append({"rows": len(X), "valid": X_valid, "config": cfg, "result": result})
+        return result
+
+    monkeypatch.setattr(export, "train", spy)
     done = export.export_best(
         "optimizers", _settings(exported), tmp_path / "retrained", retrain_model=True
     )
     meta = done.meta
+    best = artifacts.stored_trials(_study(exported))[0]
+    (call,) = calls
+    n_train, n_valid, n_test = meta["source"]["split"]["sizes"]
+    assert call["rows"] == n_train + n_valid and call["valid"] is None
+    assert call["config"].keep == "last"
+    assert call["config"].epochs == best.user_attrs["best_epoch"]
+    assert call["config"].seed == best.user_attrs["seed"]
+    assert len(call["result"].history) == best.user_attrs["best_epoch"]
+    # The bundle holds exactly the weights that training ended with.
+    weights = load_file(str(done.path / "model.safetensors"))
+    assert weights.keys() == call["result"].state.keys()
+    assert all(torch.equal(weights[k], v) for k, v in call["result"].state.items())
     assert meta["weights_origin"] == "retrained"
-    original = json.loads((exported["bundle"] / "model.json").read_text())
-    assert meta["weights"]["sha256"] != original["weights"]["sha256"]
-    assert meta["metrics"]["test"]["n"] == original["metrics"]["test"]["n"]
-    assert meta["metrics"]["trial_test"]["macro_f1"] is not None
-    assert "Retrained on train+valid" in (done.path / "MODEL_CARD.md").read_text()
+    # Both test figures: the retrained model's, on the same test split, and the trial's own.
+    assert meta["metrics"]["test"]["n"] == n_test
+    assert meta["metrics"]["trial_test"] == {
+        "accuracy": best.user_attrs["test_acc"],
+        "macro_f1": best.user_attrs["test_f1"],
+    }
+    card = (done.path / "MODEL_CARD.md").read_text()
+    assert "Retrained on train+valid" in card
+    assert f"macro-F1 {best.user_attrs['test_f1']:.4f}" in card
 
 
 def test_a_failed_export_leaves_the_existing_bundle_whole(
@@ -245,3 +276,57 @@ def test_a_store_that_cannot_be_written_does_not_fail_the_trial(tmp_path: Path) 
     [frozen] = st.trials
     assert artifacts.ATTR not in frozen.user_attrs
     assert "model_artifact_error" in frozen.user_attrs
+
+
+def test_export_takes_moved_data_but_refuses_other_data(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """--data where the images moved is used; images that differ (one photo fewer) have
+    another fingerprint and are refused in one line, with no bundle written."""
+    import shutil
+
+    moved = tmp_path / "moved" / "Fish_Dataset"
+    shutil.copytree(exported["data"], moved)
+    done = export.export_best(
+        "optimizers", _settings(exported), tmp_path / "from-moved", data_flag=str(moved)
+    )
+    assert (
+        done.meta["source"]["data_fingerprint"]
+        == _study(exported).user_attrs["fishopt"]["data_fingerprint"]
+    )
+    next(moved.glob("Trout/Trout/*.png")).unlink()
+    out = tmp_path / "from-other"
+    code, _out, err = run_main(
+        monkeypatch, capsys, "export-best", "optimizers", "--storage", exported["storage"],
+        "--data", str(moved), "--out", str(out), "--cache-dir", str(exported["cache"]),
+    )  # fmt: skip
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert "fingerprint" in line and "differs from study 'optimizers'" in line
+    assert not out.exists()
+
+
+class _OtherWhenExported(torch.nn.Module):
+    """A model whose ONNX graph is not what torch runs: it answers zeros while exported."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        return logits * 0 if torch.onnx.is_in_onnx_export() else logits
+
+
+def test_onnx_that_disagrees_with_torch_is_refused(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bundle"
+    export.export_best("optimizers", _settings(exported), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = export.load_model
+    monkeypatch.setattr(export, "load_model", lambda *a, **k: _OtherWhenExported(real(*a, **k)))
+    with pytest.raises(FishoptError, match=r"model.onnx disagrees with torch .* not exported"):
+        export.export_best("optimizers", _settings(exported), out, onnx=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no model.onnx
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing as mp
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import probes
 import pytest
 import torch
+from conftest import run_main
 from PIL import Image
 
 from fishopt import data
@@ -58,41 +59,25 @@ def test_masks_cover_the_fish_and_species_differ(tiny_fish: Path, cache: Path) -
     assert distances[~np.eye(9, dtype=bool)].min() > 0.1
 
 
-def test_data_synth_command_writes_the_layout(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fishopt.cli",
-            "data",
-            "synth",
-            "--out",
-            str(tmp_path),
-            "--per-class",
-            "3",
-            "--size",
-            "59x45",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+def test_data_synth_command_writes_the_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["data", "synth", "--out", str(tmp_path), "--per-class", "3", "--size", "59x45"]
+    code, _out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0, err
     assert len(list((tmp_path / "Fish_Dataset").rglob("*.png"))) == 9 * 3 * 2
 
 
-def test_fetch_without_credentials_says_what_is_missing(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env.update(HOME=str(tmp_path), PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [sys.executable, "-m", "fishopt.cli", "data", "fetch"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2
-    assert "Kaggle credentials" in proc.stderr or "kagglehub is not installed" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_fetch_without_credentials_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for name in [k for k in os.environ if k.startswith("KAGGLE")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _out, err = run_main(monkeypatch, capsys, "data", "fetch")
+    assert code == 2
+    assert "Kaggle credentials" in err or "kagglehub is not installed" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_png_writer_round_trips_through_pillow() -> None:
@@ -192,23 +177,29 @@ def test_a_fresh_set_is_cached_with_the_features_decoding_would_give(
     assert hit and again.fingerprint == ds.fingerprint
 
 
-def test_two_processes_generating_the_same_set_both_get_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`--jobs` children on a fresh machine generate at once; the one that finishes second
-    finds the set in place and uses it instead of failing on the rename."""
+def test_two_processes_generating_the_same_set_both_get_it(tmp_path: Path) -> None:
+    """`--jobs` children on a fresh machine generate at once: two real processes, held at a
+    barrier until both have built the set, rename it into place together; the one that comes
+    second finds the set in place and uses it instead of failing on the rename."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
     out = tmp_path / "gen"
-    first = synthetic.generate(out / "other", per_class=4, size=(59, 45), seed=1, workers=1)
-    real_replace = os.replace
-
-    def sibling_won(src: str | Path, dst: str | Path) -> None:
-        if Path(dst).name == "Fish_Dataset" and not Path(dst).exists():
-            real_replace(first, dst)  # the sibling's finished copy lands first
-        real_replace(src, dst)
-
-    monkeypatch.setattr(synthetic.os, "replace", sibling_won)
-    root, features = synthetic.generate_with_features(
-        out, per_class=4, size=(59, 45), seed=1, workers=1, features=(59, 45)
-    )
-    assert root == out / "Fish_Dataset" and features is not None and len(features) == 36
+    procs = [
+        ctx.Process(target=probes.generate_at_once, args=(out, barrier, results)) for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        got = [results.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 0]
+    (root_a, features_a), (root_b, features_b) = got
+    assert root_a == root_b == str(out / "Fish_Dataset")
+    assert len(features_a) == 36 and features_a == features_b
     assert not [p for p in out.iterdir() if p.name.startswith(".fish-tmp-")]
+    assert len(list((out / "Fish_Dataset").rglob("*.png"))) == 9 * 4 * 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import uuid
 from pathlib import Path
@@ -149,54 +148,50 @@ ANSWERS = {
 }
 
 
-def test_chromium_renders_report_offline(report_dir: Path):
-    browser = Browser()
-    try:
-        # page -> (at least so many tables, at least so many images)
-        expected = {
-            "index": (1, 1),
-            "optimizers": (4, 6),
-            "widths": (4, 5),
-            "depth": (4, 5),
-            "full": (3, 4),
-            "optimizers-tuned": (5, 4),  # no P(A>B) table or CD diagram: one procedure
-        }
-        for page, (tables, images) in expected.items():
-            browser.goto(file_url(report_dir / f"{page}.html"))
-            n_images = browser.wait_for(
-                "[...document.images].every(i => i.complete) && document.images.length"
+def test_chromium_renders_report_offline(report_dir: Path, browser: Browser):
+    # page -> (at least so many tables, at least so many images)
+    expected = {
+        "index": (1, 1),
+        "optimizers": (4, 6),
+        "widths": (4, 5),
+        "depth": (4, 5),
+        "full": (3, 4),
+        "optimizers-tuned": (5, 4),  # no P(A>B) table or CD diagram: one procedure
+    }
+    for page, (tables, images) in expected.items():
+        browser.goto(file_url(report_dir / f"{page}.html"))
+        n_images = browser.wait_for(
+            "[...document.images].every(i => i.complete) && document.images.length"
+        )
+        broken = browser.eval(
+            "[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.alt)"
+        )
+        assert n_images >= images and broken == [], (page, broken)
+        assert browser.eval("document.querySelectorAll('table').length") >= tables
+        assert browser.eval("document.querySelectorAll('th').length") > 0
+        urls = browser.requested_urls()
+        assert urls, "the browser recorded no requests at all"
+        outside = [u for u in urls if not u.startswith(("file://", "data:"))]
+        assert outside == [], (page, outside)
+        assert browser.failed_requests() == []
+        if page != "index":  # every study opens with its answer, first after its title
+            first = browser.eval(
+                "document.querySelector('h1').nextElementSibling.matches('p.answer') && "
+                "document.querySelector('h1').nextElementSibling.innerText"
             )
-            broken = browser.eval(
-                "[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.alt)"
+            assert first and first.startswith(ANSWERS[page]), (page, first)
+        if page in ("index", "optimizers-tuned"):  # defaults beside tuned, both pages
+            text = browser.eval("document.body.innerText")
+            assert "tuning bought it +0.445 F1" in text, page
+            alts = browser.eval("[...document.images].map(i => i.alt).join('|')")
+            assert "Budget curve" in alts, page
+            cells = browser.eval(
+                "[...document.querySelectorAll('table.tuned td')].map(c => c.innerText)"
             )
-            assert n_images >= images and broken == [], (page, broken)
-            assert browser.eval("document.querySelectorAll('table').length") >= tables
-            assert browser.eval("document.querySelectorAll('th').length") > 0
-            urls = browser.requested_urls()
-            assert urls, "the browser recorded no requests at all"
-            outside = [u for u in urls if not u.startswith(("file://", "data:"))]
-            assert outside == [], (page, outside)
-            assert browser.failed_requests() == []
-            if page != "index":  # every study opens with its answer, first after its title
-                first = browser.eval(
-                    "document.querySelector('h1').nextElementSibling.matches('p.answer') && "
-                    "document.querySelector('h1').nextElementSibling.innerText"
-                )
-                assert first and first.startswith(ANSWERS[page]), (page, first)
-            if page in ("index", "optimizers-tuned"):  # defaults beside tuned, both pages
-                text = browser.eval("document.body.innerText")
-                assert "tuning bought it +0.445 F1" in text, page
-                alts = browser.eval("[...document.images].map(i => i.alt).join('|')")
-                assert "Budget curve" in alts, page
-                cells = browser.eval(
-                    "[...document.querySelectorAll('table.tuned td')].map(c => c.innerText)"
-                )
-                assert cells[:3] == ["Bad", "0.510", "0.490 – 0.530"], page
-        text = browser.eval("document.body.innerText")  # last page: optimizers-tuned
-        assert "Parameter importances" in text
-        assert "Was it enough?" not in text  # a tuned study has its budget curves instead
-    finally:
-        browser.close()
+            assert cells[:3] == ["Bad", "0.510", "0.490 – 0.530"], page
+    text = browser.eval("document.body.innerText")  # last page: optimizers-tuned
+    assert "Parameter importances" in text
+    assert "Was it enough?" not in text  # a tuned study has its budget curves instead
 
 
 SMALL_OPTIMIZERS = """
@@ -246,13 +241,9 @@ def test_report_of_a_real_study(tiny_fish: Path, tmp_path: Path):
     assert not re.search(r"(src|href)=\"https?://", html)
 
 
-def test_report_from_postgresql(tmp_path: Path):
+def test_report_from_postgresql(pg_url: str, tmp_path: Path):
     """The same report from a real PostgreSQL storage (CI starts one; FISHOPT_TEST_PG)."""
-    url = os.environ.get("FISHOPT_TEST_PG")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("FISHOPT_TEST_PG is not set (.ci/run starts PostgreSQL)")
-        pytest.skip("no PostgreSQL here (set FISHOPT_TEST_PG)")
+    url = pg_url
     prefix = f"report-{uuid.uuid4().hex[:8]}-"
     names = [prefix + "optimizers"]
     try:

@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from needs import require
 from sklearn.metrics import f1_score
 
 from fishopt import data
@@ -134,10 +135,11 @@ def test_each_trial_records_the_precision_it_trained_in(tmp_path):
         assert t.user_attrs["precision"] == want
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_cuda_trains_like_cpu(digits):
     """`--device cuda` stays tested wherever a GPU is: same loop, weights back on the CPU, and
     the same validation F1 as the CPU within a point (kernels differ, so not bit for bit)."""
+    if not torch.cuda.is_available():
+        require("gpu", "torch sees no CUDA device here")
     gpu, cpu = _run(digits, "auto", epochs=8, device="cuda"), _run(digits, "auto", epochs=8)
     assert gpu.precision == "fp32"  # auto keeps fp32 on CUDA
     assert all(v.device.type == "cpu" for v in gpu.state.values())

@@ -13,12 +13,13 @@ import pytest
 import typer
 from PIL import Image
 from typer.testing import CliRunner
+from worker_support import REPO
 
 from fishopt.cli import app
 from fishopt.cli import data as data_cli
 from fishopt.data import survey
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 # ---------------------------------------------------------------------------- plain help
 
