@@ -400,16 +400,18 @@ def audit(
         if origin is not None:
             retries.setdefault(int(origin), []).append(t)
     for t in trials:
-        if t.state != TrialState.FAIL:
+        # A retry killed in its turn is retried again under the same origin: the chain of an
+        # original failed trial must end in exactly one COMPLETE run (no work done twice).
+        if t.state != TrialState.FAIL or retry_of(t) is not None:
             continue
-        again = retries.get(t.number, [])
-        if len(again) != 1:
-            bad(f"failed trial {t.number} retried {len(again)} times")
+        chain = retries.get(t.number, [])
+        done = [r for r in chain if r.state == TrialState.COMPLETE]
+        if len(done) != 1:
+            bad(f"failed trial {t.number}: {len(done)} complete retries among {len(chain)}")
             continue
-        (r,) = again
-        seeds = (t.user_attrs.get("seed"), r.user_attrs.get("seed"))
-        if r.params != t.params or (seeds[0] is not None and seeds[0] != seeds[1]):
-            bad(f"trial {r.number} retries {t.number} with other parameters or seed")
+        seed = t.user_attrs.get("seed")
+        if any(r.params != t.params or seed not in (None, r.user_attrs.get("seed")) for r in chain):
+            bad(f"a retry of trial {t.number} has other parameters or another seed")
             continue
         a.retried_once += 1
     for origin in retries:

@@ -221,3 +221,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             counts[group] += 1
     if counts:
         terminalreporter.write_line(skipped_line(dict(counts)))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
+    """`fishopt ARGS` in a fresh process, importing this checkout."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"}
+    env.pop("FISHOPT_ARTIFACTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "fishopt.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
