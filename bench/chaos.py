@@ -23,7 +23,7 @@ connections). Then the same on SQLite with SIGKILLs only. At the end ``audit`` c
 
 Workers run exactly the command the cluster recipes run (``worker_argv``; ``deploy/``), with
 every setting in the environment (``worker_env``). The run prints ``key=value`` lines, one per
-fault count and check, and exits 1 if a check failed. ``tests/test_chaos.py`` runs a short
+fault count and check, and exits 1 if a check failed. ``tests/storage/test_chaos.py`` runs a short
 version with the same code.
 """
 
@@ -366,9 +366,10 @@ class Audit:
 
 
 def retry_of(t: FrozenTrial) -> int | None:
-    """The number of the trial this one immediately retries (Optuna's retry history)."""
+    """The number of the original trial this one retries, through any retries between
+    (Optuna's retry history starts with it; fishopt's requeue records it as ``retry_of``)."""
     history = RetryHeartbeatStaleTrialCallback.retry_history(t)
-    return history[-1] if history else t.user_attrs.get("retry_of")
+    return history[0] if history else t.user_attrs.get("retry_of")
 
 
 def audit(
@@ -411,7 +412,7 @@ def audit(
             continue
         seed = t.user_attrs.get("seed")
         if any(r.params != t.params or seed not in (None, r.user_attrs.get("seed")) for r in chain):
-            bad(f"a retry of trial {t.number} has other parameters or another seed")
+            bad(f"a retry of trial {t.number} ran with other parameters or seed")
             continue
         a.retried_once += 1
     for origin in retries:

@@ -89,7 +89,16 @@ def test_audit_passes_a_whole_study_and_names_each_broken_invariant() -> None:
     def problems(trials: list, budget: int = 2) -> str:
         return " | ".join(chaos.audit(trials, budget=budget, epochs=3).problems)
 
-    assert "retried 0 times" in problems([*good[:2], _trial(2, TrialState.COMPLETE)])
+    assert "0 complete retries among 0" in problems([*good[:2], _trial(2, TrialState.COMPLETE)])
+    # A retry killed in its turn and retried again: one chain, ending in one COMPLETE run.
+    killed = _trial(2, TrialState.FAIL, seed=7)
+    killed.system_attrs = {"failed_trial": 1, "retry_history": [1]}
+    again = _trial(3, TrialState.COMPLETE)
+    again.system_attrs = {"failed_trial": 1, "retry_history": [1, 2]}
+    assert problems([*good[:2], killed, again]) == ""
+    twice = _trial(3, TrialState.COMPLETE)
+    twice.system_attrs = {"failed_trial": 1, "retry_history": [1]}
+    assert "2 complete retries among 2" in problems([*good, twice], budget=3)
     assert "RUNNING" in problems([*good, _trial(3, TrialState.RUNNING)])
     assert "budget 3" in problems(good, budget=3)
     assert "not unique" in problems([*good, _trial(2, TrialState.FAIL)])
