@@ -31,6 +31,12 @@ def _report(result: chaos.Result) -> str:
     return "\n".join([*result.lines(), *result.audit.problems, result.output[-3000:]])
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug (issue 20, open): a PostgreSQL restart can surface inside Optuna's "
+    "trial cleanup as AssertionError('Should not reach.'), and the worker exits 1 with a "
+    "traceback instead of riding the restart out; seen on a loaded 2-core VM",
+)
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
         "postgresql", workers=6, budget=10, epochs=6, kills=2, restarts=2, stops=1,
