@@ -287,6 +287,7 @@ def _reachable() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.stops_postgresql
 def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
@@ -322,6 +323,7 @@ def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
 
 
 @pytest.mark.slow
+@pytest.mark.stops_postgresql
 def test_a_postgresql_restart_costs_the_workers_a_pause_not_the_study(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
