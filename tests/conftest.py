@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ from fishopt import config
 from fishopt.data import synthetic
 
 TINY_SIZE = (118, 89)  # 1/5 of the Kaggle photo size: same aspect, fast to write
-XDIST_GROUP_POSTGRESQL = "postgresql"  # every test on the one PostgreSQL: see below
+# Tests on the one PostgreSQL take this lock, shared; a test marked `stops_postgresql` takes it
+# alone, so no other test (in any test process on this machine) meets the server stopped.
+POSTGRESQL_LOCK = Path(tempfile.gettempdir()) / "fishopt-tests-postgresql.lock"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,17 +31,6 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on PostgreSQL run one after another in one xdist worker (``--dist loadgroup``):
-    some stop and start the server, which must not happen under another test's feet."""
-    for item in items:
-        if "pg_url" in getattr(item, "fixturenames", ()):
-            other = item.get_closest_marker("xdist_group")
-            if other is not None:  # a second group would let them run side by side again
-                raise pytest.UsageError(f"{item.nodeid}: PostgreSQL tests take no xdist_group")
-            item.add_marker(pytest.mark.xdist_group(XDIST_GROUP_POSTGRESQL))
 
 
 def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
@@ -176,10 +168,17 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
     return code, captured.out, captured.err
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The PostgreSQL of `.ci/run` (FISHOPT_TEST_PG): required in CI, skipped elsewhere."""
-    return postgres_url()
+@pytest.fixture()
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The PostgreSQL of `.ci/run` (FISHOPT_TEST_PG): required in CI, skipped elsewhere.
+
+    Held for the test under ``POSTGRESQL_LOCK``: shared, or alone for a test that stops the
+    server. (pytest-xdist's ``xdist_group`` would keep such tests in one process, but with
+    pytest 9 it groups nothing, and it would not keep the other PostgreSQL tests away.)"""
+    alone = request.node.get_closest_marker("stops_postgresql") is not None
+    with POSTGRESQL_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield postgres_url()
 
 
 def postgres_url() -> str:

@@ -13,6 +13,8 @@ runs=${1:-10}
 shift || true
 python=${PYTHON:-python}
 tests=(
+  "tests/search/test_worker.py::test_study_jobs_3_on_sqlite_share_one_study_exactly"
+  "tests/search/test_worker.py::test_study_beside_a_worker_finishes_with_exactly_the_budget"
   "tests/search/test_worker.py::test_sigterm_once_finishes_the_trial_twice_stops_it_now"
   "tests/search/test_worker.py::test_sigkill_all_workers_then_one_retries_stale_trials_first"
   "tests/search/test_worker.py::test_study_jobs_forwards_each_ctrl_c_once_and_divides_the_cores"

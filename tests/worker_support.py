@@ -89,6 +89,14 @@ def env_for(storage: str, **extra: str) -> dict[str, str]:
 _STARTED: list[Worker] = []  # every process started by ``start``, for ``kill_leftovers``
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, even killed (Linux PR_SET_PDEATHSIG),
+    so a trial held for a test that is gone does not wait for ever."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def start(args: list[str], log: Path, env: dict[str, str]) -> Worker:
     """``fishopt ARGS`` as a real process, output to a file (a pipe could fill and block)."""
     # Best-model artifacts go beside the log, not into the repository's ./fishopt-artifacts.
@@ -100,6 +108,7 @@ def start(args: list[str], log: Path, env: dict[str, str]) -> Worker:
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
     )
     handle.close()
     worker = Worker(proc, log)

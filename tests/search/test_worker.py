@@ -51,22 +51,19 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(tiny_fish: Path, tmp_pat
     fish_cache = tmp_path / "fresh-cache"
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     spec = spec_file(tmp_path, epochs=2, n_trials=6)
-    w = start(
-        [
-            "study",
-            str(spec),
-            "--data",
-            str(tiny_fish),
-            "--cache-dir",
-            str(fish_cache),
-            "--storage",
-            url,
-            "--jobs",
-            "3",
-        ],
-        tmp_path / "study.log",
-        env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE)),
-    )
+    # Every child's first trial waits at epoch 1 until all three have one: a child that starts
+    # first cannot take the whole budget before the others are up, however fast the CPU.
+    hold = Held(tmp_path / "go", epoch=1)
+    common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--storage", url]
+    env = env_for(url, **hold.env, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE))
+    w = start(["study", str(spec), *common, "--jobs", "3"], tmp_path / "study.log", env)
+
+    def three_held() -> bool:
+        assert w.proc.poll() is None, w.output()
+        return sum(t.state == TrialState.RUNNING for t in trials(url, "tiny")) == 3
+
+    wait_for("a trial in each of the three children", three_held)
+    hold.release()
     assert wait_exit([w]) == [0], w.output()
     out = w.output()
     assert "starting 3 workers" in out
@@ -74,8 +71,7 @@ def test_study_jobs_3_on_sqlite_share_one_study_exactly(tiny_fish: Path, tmp_pat
     assert "Traceback" not in out and "locked" not in out, out
     ts = trials(url, "tiny")
     check_study(ts, budget=6)
-    # Several processes really shared the work (a late starter may find it all claimed).
-    assert len({t.user_attrs["worker"] for t in ts}) >= 2
+    assert len({t.user_attrs["worker"] for t in ts}) == 3  # each child ran trials
     assert len({t.params["lr"] for t in ts}) == len(ts)  # no two workers drew the same lr
     # Every trial's seed is derived from the study seed and its number, so it can be re-run.
     from fishopt.search.objective import derive_seed
@@ -92,8 +88,22 @@ def test_study_beside_a_worker_finishes_with_exactly_the_budget(
     spec = spec_file(tmp_path, epochs=2, n_trials=8)
     env = env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE))
     common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--threads", "1"]
-    worker = start(["worker", str(spec), *common], tmp_path / "worker.log", env)
+    # The worker's first trial waits at epoch 1 until the study process has claimed one: the
+    # worker cannot take the whole budget before the study is up, however fast the CPU.
+    hold = Held(tmp_path / "go", epoch=1)
+    worker = start(["worker", str(spec), *common], tmp_path / "worker.log", {**env, **hold.env})
     study = start(["study", str(spec), *common, "--storage", url], tmp_path / "study.log", env)
+    hold.wait(worker)
+
+    def study_claimed() -> bool:
+        assert study.proc.poll() is None, study.output()
+        return any(
+            str(t.user_attrs.get("worker", "")).endswith(f":{study.pid}")
+            for t in trials(url, "tiny")
+        )
+
+    wait_for("the study process to claim a trial", study_claimed)
+    hold.release()
     assert wait_exit([worker, study]) == [0, 0], worker.output() + study.output()
     ts = trials(url, "tiny")
     check_study(ts, budget=8)
