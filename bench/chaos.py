@@ -34,6 +34,7 @@ import contextlib
 import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -591,6 +592,7 @@ def run(plan: Plan, work: Path | None = None) -> Result:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    ap.add_argument("--only", help="one run: postgresql, pgbouncer or sqlite")
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=15)
@@ -615,13 +617,19 @@ def main(argv: list[str] | None = None) -> int:
         Plan("sqlite", args.sqlite_workers, args.budget, args.epochs, args.sqlite_kills,
              seed=args.seed),
     ]  # fmt: skip
-    if args.pgbouncer:
+    if args.pgbouncer or args.only == "pgbouncer":
         plans.insert(1, Plan("pgbouncer", args.workers, args.budget, args.epochs, args.kills,
                              args.restarts, args.stops, args.seed))  # fmt: skip
+    plans = [p for p in plans if args.only in (None, p.backend)]
     results = []
     for plan in plans:
-        result = run(plan)
+        work = Path(tempfile.mkdtemp(prefix=f"fishopt-chaos-{plan.backend}-"))
+        result = run(plan, work)
         results.append(result)
+        if result.ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"{plan.backend}.logs={work}", flush=True)  # kept, to read why
         for line in result.lines():
             print(line, flush=True)
         for problem in result.audit.problems:

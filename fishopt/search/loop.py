@@ -41,7 +41,11 @@ Log = Callable[[str], None]
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget
 # What a dropped database connection looks like from inside Optuna's storage calls.
-STORAGE_ERRORS = (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
+STORAGE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InternalError,  # psycopg's, when a pooler cuts a reply off
+    optuna.exceptions.StorageInternalError,
+)
 
 
 def worker_id() -> str:
@@ -239,6 +243,8 @@ def run(
         if not lost:
             raise
         lock.release()
+        if "trial" in current:
+            liveness.retry_failed_own(st, session.storage, current["trial"]._trial_id)
         message = str(exc) if isinstance(exc, liveness.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", liveness.EXIT_STORAGE_LOST)
