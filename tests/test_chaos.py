@@ -24,13 +24,12 @@ from bench import chaos
 from fishopt.bundle import artifacts
 from fishopt.training.model import MLPSpec
 
-pytestmark = pytest.mark.slow
-
 
 def _report(result: chaos.Result) -> str:
     return "\n".join([*result.lines(), *result.audit.problems, result.output[-3000:]])
 
 
+@pytest.mark.slow
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
         "postgresql", workers=6, budget=10, epochs=6, kills=2, restarts=2, stops=1,
@@ -45,6 +44,7 @@ def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     assert result.audit.best_artifact == "ok"
 
 
+@pytest.mark.slow
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
     plan = chaos.Plan(
         "sqlite", workers=3, budget=8, epochs=6, kills=2, interval=1, grace=3, timeout=240
@@ -120,3 +120,24 @@ def test_audit_checks_the_best_trials_weights(tmp_path: Path) -> None:
     assert chaos.audit(ts, 1, 1, st, tmp_path).best_artifact == "sha256 mismatch"
     (tmp_path / "abc").unlink()
     assert chaos.audit(ts, 1, 1, st, tmp_path).best_artifact == "missing"
+
+
+def test_a_connection_cut_under_the_pool_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    """SQLAlchemy's pool logs a traceback when a connection it takes back was cut (a database
+    restart, a pooler's); the connection is replaced, so fishopt prints one line of it."""
+    import logging
+
+    from fishopt import redact
+
+    redact.install()
+    try:
+        raise OSError("terminating connection due to administrator command\nDETAIL: more")
+    except OSError:
+        logging.getLogger("sqlalchemy.pool.impl.QueuePool").error(
+            "Exception during reset or similar", exc_info=True
+        )
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "Exception during reset or similar: OSError: terminating connection due to "
+        "administrator command"
+    ]
