@@ -654,7 +654,7 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     command = "python -m bench.chaos " + " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
         for k, v in vars(args).items()
-        if k != "out" and v is not False
+        if k != "out" and v is not False and v is not None
     )
     return "\n".join(
         [
