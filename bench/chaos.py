@@ -8,8 +8,8 @@
 On a throwaway PostgreSQL server (``bench.pgserver``), N ``fishopt worker`` processes share one
 study on ``--data digits``. A supervisor restarts any worker that exits non-zero (as Kubernetes'
 ``restartPolicy: OnFailure`` or compose's ``restart: on-failure`` would). At seeded random
-moments (a random share of the budget finished, then a random delay) it SIGKILLs a worker that
-is training, restarts PostgreSQL (``pg_ctl stop -m fast`` + start: every connection cut), and
+moments (a random share of the budget started, then a random delay) it SIGKILLs a worker that
+is running a trial, restarts PostgreSQL (``pg_ctl stop -m fast`` + start: every connection cut), and
 SIGSTOPs one training worker for longer than the stale timeout before SIGCONT. With
 ``--pgbouncer``, the same again with the workers behind PgBouncer (transaction pooling, 10 server
 connections). Then the same on SQLite with SIGKILLs only. At the end ``audit`` checks the study:
@@ -253,17 +253,18 @@ class Study:
             return None
 
     def training(self) -> dict[int, int]:
-        """pid -> trial number of each RUNNING trial that has reported an epoch."""
+        """pid -> trial number of each RUNNING trial (its worker is training or about to)."""
         out = {}
         for t in self.trials() or []:
             who = str(t.user_attrs.get("worker", ""))
-            if t.state == TrialState.RUNNING and t.last_step is not None and ":" in who:
+            if t.state == TrialState.RUNNING and ":" in who:
                 out[int(who.rsplit(":", 1)[1])] = t.number
         return out
 
 
 def moments(plan: Plan, rng: random.Random) -> list[tuple[float, float, str]]:
-    """When each fault comes: (share of the budget finished, extra delay in s, fault)."""
+    """When each fault comes: (share of the budget started, extra delay in s, fault). Started,
+    not finished: the last faults still find trials running."""
     faults = plan.faults
     rng.shuffle(faults)
     return sorted((rng.uniform(0.05, 0.7), rng.uniform(0.0, 2.0), f) for f in faults)
@@ -292,8 +293,8 @@ def inject(
                 del stopped[pid]
         if queue and due is None:
             ts = study.trials()
-            done = sum(t.state == TrialState.COMPLETE for t in ts or [])
-            if ts is not None and done >= queue[0][0] * plan.budget:
+            started = sum(t.state != TrialState.WAITING for t in ts or [])
+            if ts is not None and started >= queue[0][0] * plan.budget:
                 due = now + queue[0][1]
         if queue and due is not None and now >= due:
             fault = queue[0][2]

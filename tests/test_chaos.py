@@ -32,7 +32,7 @@ def _report(result: chaos.Result) -> str:
 @pytest.mark.slow
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "postgresql", workers=6, budget=10, epochs=6, kills=2, restarts=2, stops=1,
+        "postgresql", workers=6, budget=12, epochs=6, kills=2, restarts=2, stops=1,
         interval=2, grace=4, timeout=240,
     )  # fmt: skip
     result = chaos.run(plan, tmp_path)
