@@ -170,7 +170,7 @@ def test_a_pooler_that_dies_costs_one_line_and_the_trial_is_retried(
         out = w.output()
         assert code == 75, out
         assert "lost the storage" in out and "Traceback" not in out, out
-        lines = [line for line in out.splitlines() if "rror" in line]
+        lines = [line for line in out.splitlines() if "] error: " in line]
         assert len(lines) == 1, out  # one line says it all
 
         own.start()  # back, on the same port: the next worker retries the abandoned trial
