@@ -252,12 +252,14 @@ class Study:
         except (KeyError, FishoptError, Exception):  # not created yet, or the server restarting
             return None
 
-    def training(self) -> dict[int, int]:
-        """pid -> trial number of each RUNNING trial (its worker is training or about to)."""
+    def training(self, epochs: int) -> dict[int, int]:
+        """pid -> trial number of each RUNNING trial with two epochs or more still to train: its
+        worker is in the middle of it, not finishing it and taking the claim lock for the next
+        (a worker stopped while it holds that lock stops every claim until SIGCONT)."""
         out = {}
         for t in self.trials() or []:
             who = str(t.user_attrs.get("worker", ""))
-            if t.state == TrialState.RUNNING and ":" in who:
+            if t.state == TrialState.RUNNING and ":" in who and (t.last_step or 0) <= epochs - 2:
                 out[int(who.rsplit(":", 1)[1])] = t.number
         return out
 
@@ -298,7 +300,7 @@ def inject(
                 due = now + queue[0][1]
         if queue and due is not None and now >= due:
             fault = queue[0][2]
-            if _inject_one(fault, rng, sup, study, server, faults, stopped, stale_after):
+            if _inject_one(fault, plan, rng, sup, study, server, faults, stopped, stale_after):
                 queue.pop(0)
                 due = None
         time.sleep(0.2)
@@ -310,6 +312,7 @@ def inject(
 
 def _inject_one(
     fault: str,
+    plan: Plan,
     rng: random.Random,
     sup: Supervisor,
     study: Study,
@@ -324,7 +327,7 @@ def _inject_one(
         faults.restart_seconds.append(round(server.restart(), 1))
         faults.restarts += 1
         return True
-    training = {pid: n for pid, n in study.training().items() if pid in sup.alive()}
+    training = {pid: n for pid, n in study.training(plan.epochs).items() if pid in sup.alive()}
     training = {pid: n for pid, n in training.items() if pid not in stopped}
     if not training:
         return False  # nobody is training right now: try again at the next poll
