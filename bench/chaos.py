@@ -80,6 +80,8 @@ lr = {{ low = 1e-3, high = 1e-1, log = true }}
 """
 
 
+STOP_AT_MOST = 60.0  # seconds a SIGSTOPped worker is held at most
+
 # 0: budget spent; -9: our SIGKILL; 75: lost the storage for longer than one heartbeat interval.
 EXPECTED_EXITS = (0, -signal.SIGKILL, 75)
 
@@ -252,6 +254,9 @@ class Study:
         except (KeyError, FishoptError, Exception):  # not created yet, or the server restarting
             return None
 
+    def state(self, number: int) -> TrialState | None:
+        return next((t.state for t in self.trials() or [] if t.number == number), None)
+
     def training(self, epochs: int) -> dict[int, int]:
         """pid -> trial number of each RUNNING trial with two epochs or more still to train: its
         worker is in the middle of it, not finishing it and taking the claim lock for the next
@@ -279,7 +284,7 @@ def inject(
     rng = random.Random(plan.seed)
     queue = moments(plan, rng)
     faults = Faults(planned=len(queue))
-    stopped: dict[int, float] = {}  # pid -> when to SIGCONT
+    stopped: dict[int, tuple[int, float]] = {}  # pid -> (its trial, when it was stopped)
     stale_after = plan.grace + 2 * plan.interval + 2  # well past the stale timeout
     due: float | None = None
     began = time.monotonic()
@@ -288,10 +293,14 @@ def inject(
             return faults, False
         sup.poll()
         now = time.monotonic()
-        for pid, at in list(stopped.items()):
-            if now >= at:
+        for pid, (number, at) in list(stopped.items()):
+            # Held past the stale timeout until another worker has failed its trial (that
+            # happens when one claims a slot), at most STOP_AT_MOST seconds.
+            if now - at >= stale_after and (
+                now - at >= STOP_AT_MOST or study.state(number) == TrialState.FAIL
+            ):
                 os.kill(pid, signal.SIGCONT)
-                faults.stop_seconds.append(round(now - at + stale_after, 1))
+                faults.stop_seconds.append(round(now - at, 1))
                 del stopped[pid]
         if queue and due is None:
             ts = study.trials()
@@ -300,7 +309,7 @@ def inject(
                 due = now + queue[0][1]
         if queue and due is not None and now >= due:
             fault = queue[0][2]
-            if _inject_one(fault, plan, rng, sup, study, server, faults, stopped, stale_after):
+            if _inject_one(fault, plan, rng, sup, study, server, faults, stopped):
                 queue.pop(0)
                 due = None
         time.sleep(0.2)
@@ -318,8 +327,7 @@ def _inject_one(
     study: Study,
     server: pgserver.Postgres | None,
     faults: Faults,
-    stopped: dict[int, float],
-    stale_after: float,
+    stopped: dict[int, tuple[int, float]],
 ) -> bool:
     """Inject ``fault`` now if there is a target; whether it was injected."""
     if fault == "restart":
@@ -337,7 +345,7 @@ def _inject_one(
         faults.kills += 1
     else:
         os.kill(pid, signal.SIGSTOP)
-        stopped[pid] = time.monotonic() + stale_after
+        stopped[pid] = (training[pid], time.monotonic())
         faults.stops += 1
         faults.stopped_trials.append(training[pid])
     return True
@@ -413,8 +421,12 @@ def audit(
             continue
         (r,) = again
         seeds = (t.user_attrs.get("seed"), r.user_attrs.get("seed"))
-        if r.params != t.params or (seeds[0] is not None and seeds[0] != seeds[1]):
-            bad(f"trial {r.number} retries {t.number} with other parameters or seed")
+        # A trial failed before all its parameters were drawn is retried with those it had.
+        if not t.params.items() <= r.params.items():
+            bad(f"trial {r.number} retries {t.number} with other parameters")
+            continue
+        if seeds[0] is not None and seeds[0] != seeds[1]:
+            bad(f"trial {r.number} retries {t.number} with another seed")
             continue
         a.retried_once += 1
     for origin in retries:

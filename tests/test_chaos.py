@@ -95,7 +95,11 @@ def test_audit_passes_a_whole_study_and_names_each_broken_invariant() -> None:
     assert "not unique" in problems([*good, _trial(2, TrialState.FAIL)])
     other = _trial(2, TrialState.COMPLETE, seed=8)
     other.system_attrs = retry.system_attrs
-    assert "other parameters or seed" in problems([*good[:2], other])
+    assert "with another seed" in problems([*good[:2], other])
+    moved = _trial(2, TrialState.COMPLETE)
+    moved.params = {"lr": 0.02}
+    moved.system_attrs = retry.system_attrs
+    assert "other parameters" in problems([*good[:2], moved])
     short = _trial(0, TrialState.COMPLETE, epochs=2)
     assert "not 1..3" in problems([short, *good[1:]])
     wrong = _trial(0, TrialState.COMPLETE)

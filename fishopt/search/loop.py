@@ -158,6 +158,8 @@ def run(
         except optuna.exceptions.UpdateFinishedTrialError:
             taken.append(trial.number)
             raise liveness.TakenOver(trial.number) from None
+        except STORAGE_ERRORS as exc:  # said in one line (Optuna logs the rest as a traceback)
+            raise liveness.StorageLost(mask_url(_first_line(exc))) from None
         finally:
             flags.interruptible = False
 
