@@ -8,8 +8,8 @@
 On a throwaway PostgreSQL server (``bench.pgserver``), N ``fishopt worker`` processes share one
 study on ``--data digits``. A supervisor restarts any worker that exits non-zero (as Kubernetes'
 ``restartPolicy: OnFailure`` or compose's ``restart: on-failure`` would). At seeded random
-moments (a random share of the budget finished, then a random delay) it SIGKILLs a worker that
-is training, restarts PostgreSQL (``pg_ctl stop -m fast`` + start: every connection cut), and
+moments (a random share of the budget started, then a random delay) it SIGKILLs a worker that
+is running a trial, restarts PostgreSQL (``pg_ctl stop -m fast`` + start: every connection cut), and
 SIGSTOPs one training worker for longer than the stale timeout before SIGCONT. With
 ``--pgbouncer``, the same again with the workers behind PgBouncer (transaction pooling, 10 server
 connections). Then the same on SQLite with SIGKILLs only. At the end ``audit`` checks the study:
@@ -34,6 +34,7 @@ import contextlib
 import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -78,6 +79,8 @@ optimizer = ["SGD", "Adam", "AdamW"]
 lr = {{ low = 1e-3, high = 1e-1, log = true }}
 """
 
+
+STOP_AT_MOST = 60.0  # seconds a SIGSTOPped worker is held at most
 
 # 0: budget spent; -9: our SIGKILL; 75: lost the storage for longer than one heartbeat interval.
 EXPECTED_EXITS = (0, -signal.SIGKILL, 75)
@@ -251,18 +254,24 @@ class Study:
         except (KeyError, FishoptError, Exception):  # not created yet, or the server restarting
             return None
 
-    def training(self) -> dict[int, int]:
-        """pid -> trial number of each RUNNING trial that has reported an epoch."""
+    def state(self, number: int) -> TrialState | None:
+        return next((t.state for t in self.trials() or [] if t.number == number), None)
+
+    def training(self, epochs: int) -> dict[int, int]:
+        """pid -> trial number of each RUNNING trial with two epochs or more still to train: its
+        worker is in the middle of it, not finishing it and taking the claim lock for the next
+        (a worker stopped while it holds that lock stops every claim until SIGCONT)."""
         out = {}
         for t in self.trials() or []:
             who = str(t.user_attrs.get("worker", ""))
-            if t.state == TrialState.RUNNING and t.last_step is not None and ":" in who:
+            if t.state == TrialState.RUNNING and ":" in who and (t.last_step or 0) <= epochs - 2:
                 out[int(who.rsplit(":", 1)[1])] = t.number
         return out
 
 
 def moments(plan: Plan, rng: random.Random) -> list[tuple[float, float, str]]:
-    """When each fault comes: (share of the budget finished, extra delay in s, fault)."""
+    """When each fault comes: (share of the budget started, extra delay in s, fault). Started,
+    not finished: the last faults still find trials running."""
     faults = plan.faults
     rng.shuffle(faults)
     return sorted((rng.uniform(0.05, 0.7), rng.uniform(0.0, 2.0), f) for f in faults)
@@ -275,7 +284,7 @@ def inject(
     rng = random.Random(plan.seed)
     queue = moments(plan, rng)
     faults = Faults(planned=len(queue))
-    stopped: dict[int, float] = {}  # pid -> when to SIGCONT
+    stopped: dict[int, tuple[int, float]] = {}  # pid -> (its trial, when it was stopped)
     stale_after = plan.grace + 2 * plan.interval + 2  # well past the stale timeout
     due: float | None = None
     began = time.monotonic()
@@ -284,19 +293,23 @@ def inject(
             return faults, False
         sup.poll()
         now = time.monotonic()
-        for pid, at in list(stopped.items()):
-            if now >= at:
+        for pid, (number, at) in list(stopped.items()):
+            # Held past the stale timeout until another worker has failed its trial (that
+            # happens when one claims a slot), at most STOP_AT_MOST seconds.
+            if now - at >= stale_after and (
+                now - at >= STOP_AT_MOST or study.state(number) == TrialState.FAIL
+            ):
                 os.kill(pid, signal.SIGCONT)
-                faults.stop_seconds.append(round(now - at + stale_after, 1))
+                faults.stop_seconds.append(round(now - at, 1))
                 del stopped[pid]
         if queue and due is None:
             ts = study.trials()
-            done = sum(t.state == TrialState.COMPLETE for t in ts or [])
-            if ts is not None and done >= queue[0][0] * plan.budget:
+            started = sum(t.state != TrialState.WAITING for t in ts or [])
+            if ts is not None and started >= queue[0][0] * plan.budget:
                 due = now + queue[0][1]
         if queue and due is not None and now >= due:
             fault = queue[0][2]
-            if _inject_one(fault, rng, sup, study, server, faults, stopped, stale_after):
+            if _inject_one(fault, plan, rng, sup, study, server, faults, stopped):
                 queue.pop(0)
                 due = None
         time.sleep(0.2)
@@ -308,13 +321,13 @@ def inject(
 
 def _inject_one(
     fault: str,
+    plan: Plan,
     rng: random.Random,
     sup: Supervisor,
     study: Study,
     server: pgserver.Postgres | None,
     faults: Faults,
-    stopped: dict[int, float],
-    stale_after: float,
+    stopped: dict[int, tuple[int, float]],
 ) -> bool:
     """Inject ``fault`` now if there is a target; whether it was injected."""
     if fault == "restart":
@@ -322,7 +335,7 @@ def _inject_one(
         faults.restart_seconds.append(round(server.restart(), 1))
         faults.restarts += 1
         return True
-    training = {pid: n for pid, n in study.training().items() if pid in sup.alive()}
+    training = {pid: n for pid, n in study.training(plan.epochs).items() if pid in sup.alive()}
     training = {pid: n for pid, n in training.items() if pid not in stopped}
     if not training:
         return False  # nobody is training right now: try again at the next poll
@@ -332,7 +345,7 @@ def _inject_one(
         faults.kills += 1
     else:
         os.kill(pid, signal.SIGSTOP)
-        stopped[pid] = time.monotonic() + stale_after
+        stopped[pid] = (training[pid], time.monotonic())
         faults.stops += 1
         faults.stopped_trials.append(training[pid])
     return True
@@ -410,9 +423,14 @@ def audit(
         if len(done) != 1:
             bad(f"failed trial {t.number}: {len(done)} complete retries among {len(chain)}")
             continue
-        seed = t.user_attrs.get("seed")
-        if any(r.params != t.params or seed not in (None, r.user_attrs.get("seed")) for r in chain):
-            bad(f"a retry of trial {t.number} ran with other parameters or seed")
+        (r,) = done
+        seeds = (t.user_attrs.get("seed"), r.user_attrs.get("seed"))
+        # A trial failed before all its parameters were drawn is retried with those it had.
+        if not t.params.items() <= r.params.items():
+            bad(f"trial {r.number} retries {t.number} with other parameters")
+            continue
+        if seeds[0] is not None and seeds[0] != seeds[1]:
+            bad(f"trial {r.number} retries {t.number} with another seed")
             continue
         a.retried_once += 1
     for origin in retries:
@@ -594,6 +612,7 @@ def run(plan: Plan, work: Path | None = None) -> Result:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    ap.add_argument("--only", help="one run: postgresql, pgbouncer or sqlite")
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=15)
@@ -618,13 +637,19 @@ def main(argv: list[str] | None = None) -> int:
         Plan("sqlite", args.sqlite_workers, args.budget, args.epochs, args.sqlite_kills,
              seed=args.seed),
     ]  # fmt: skip
-    if args.pgbouncer:
+    if args.pgbouncer or args.only == "pgbouncer":
         plans.insert(1, Plan("pgbouncer", args.workers, args.budget, args.epochs, args.kills,
                              args.restarts, args.stops, args.seed))  # fmt: skip
+    plans = [p for p in plans if args.only in (None, p.backend)]
     results = []
     for plan in plans:
-        result = run(plan)
+        work = Path(tempfile.mkdtemp(prefix=f"fishopt-chaos-{plan.backend}-"))
+        result = run(plan, work)
         results.append(result)
+        if result.ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"{plan.backend}.logs={work}", flush=True)  # kept, to read why
         for line in result.lines():
             print(line, flush=True)
         for problem in result.audit.problems:
@@ -649,7 +674,7 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     command = "python -m bench.chaos " + " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
         for k, v in vars(args).items()
-        if k != "out" and v is not False
+        if k != "out" and v is not False and v is not None
     )
     return "\n".join(
         [

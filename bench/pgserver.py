@@ -36,9 +36,8 @@ class Missing(RuntimeError):
 
 def binary(name: str) -> str:
     """The path of ``initdb``, ``pg_ctl``, ``postgres`` (PostgreSQL 15) or ``pgbouncer``."""
-    found = shutil.which(name) or (
-        str(PG_BIN / name) if (PG_BIN / name).exists() and name != "pgbouncer" else None
-    )
+    home = Path("/usr/sbin") if name == "pgbouncer" else PG_BIN  # where Debian puts them
+    found = str(home / name) if (home / name).exists() else shutil.which(name)
     if found is None:
         package = "pgbouncer" if name == "pgbouncer" else "postgresql-15"
         raise Missing(f"{name} not found: apt-get install {package}")

@@ -39,6 +39,43 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class OneLine(logging.Filter):
+    """A record's traceback cut to its exception's first line. For SQLAlchemy's pool, which
+    logs a page when a connection it hands back was cut (a database or pooler restart): the
+    pool replaces that connection, and the worker says when the storage is back."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text = str(exc).strip().splitlines()
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {text[0] if text else ''}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record (a test may swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _one_line_pool_errors() -> None:
+    logger = logging.getLogger("sqlalchemy.pool")
+    if not any(isinstance(f, OneLine) for h in logger.handlers for f in h.filters):
+        handler = _Stderr()
+        handler.addFilter(OneLine())
+        handler.addFilter(RedactFilter())
+        logger.addHandler(handler)
+        logger.propagate = False  # not again through a handler that prints the traceback
+
+
 def _filter_handlers() -> None:
     flt = RedactFilter()
     for name in ("", "optuna", "sqlalchemy"):
@@ -84,6 +121,7 @@ def install() -> None:
 
     quiet_warnings()
     _filter_handlers()
+    _one_line_pool_errors()
     show = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]

@@ -44,7 +44,11 @@ TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 KeepModel = Callable[[Path, Log], TrainedHook]  # artifacts folder, log -> the keep-best hook
 MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing has a bug to report, not a budget
 # What a dropped database connection looks like from inside Optuna's storage calls.
-STORAGE_ERRORS = (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
+STORAGE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InternalError,  # psycopg's, when a pooler cuts a reply off
+    optuna.exceptions.StorageInternalError,
+)
 
 
 def worker_id() -> str:
@@ -158,6 +162,8 @@ def run(
         except optuna.exceptions.UpdateFinishedTrialError:
             taken.append(trial.number)
             raise heartbeats.TakenOver(trial.number) from None
+        except STORAGE_ERRORS as exc:  # said in one line (Optuna logs the rest as a traceback)
+            raise heartbeats.StorageLost(mask_url(_first_line(exc))) from None
         finally:
             flags.interruptible = False
 
@@ -243,6 +249,8 @@ def run(
         if not lost:
             raise
         lock.release()
+        if "trial" in current:
+            heartbeats.retry_failed_own(st, session.storage, fence.trial_id(current["trial"]))
         message = str(exc) if isinstance(exc, heartbeats.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", heartbeats.EXIT_STORAGE_LOST)

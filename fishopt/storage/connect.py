@@ -36,6 +36,8 @@ _TRANSIENT = (
     "connection refused",
     "starting up",
     "shutting down",
+    "server login has been failing",  # PgBouncer, while the server is away
+    "results from command",  # psycopg: a reply cut off mid-command (a pooler dropping it)
 )
 
 

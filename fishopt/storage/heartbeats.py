@@ -108,6 +108,27 @@ def fail_and_retry(st: optuna.Study, storage: RDBStorage, dead: list[FrozenTrial
             callback(st, storage.get_trial(fence.trial_id(t)))
 
 
+def retry_failed_own(st: optuna.Study, storage: RDBStorage, trial_id: int) -> bool:
+    """Queue a retry of this worker's trial that ended FAIL because the storage failed under
+    it (Optuna told it FAIL once a write got through), as a dead worker's trial is queued;
+    whether one was queued. Best effort: with the storage still away the trial stays RUNNING,
+    goes stale and another worker retries it."""
+    try:
+        trial = storage.get_trial(trial_id)
+        if trial.state != TrialState.FAIL or trial.user_attrs.get("interrupted"):
+            return False
+        history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+        if any(history(t)[-1:] == [trial.number] for t in st.get_trials(deepcopy=False)):
+            return False  # another worker failed it as stale and queued it already
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is None:
+            return False
+        callback(st, trial)
+    except Exception:
+        return False
+    return True
+
+
 def fail_dead(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> bool:
     """Free the budget slots of dead workers' trials (stale, or never beat) and retry them;
     whether any was found. Two small queries when all is well: it runs before every claim."""

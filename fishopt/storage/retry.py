@@ -17,10 +17,17 @@ import sqlalchemy
 
 
 def _disconnected(exc: BaseException) -> bool:
-    """A lost connection (the server restarted or went away), not a bad statement."""
+    """A lost connection (the server or its pooler restarted or went away), not a bad
+    statement. A client-side InternalError (no SQLSTATE: psycopg's "received 2 results from
+    command 'BEGIN'") is a reply cut off mid-command, as PgBouncer does when its server goes."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-    return isinstance(cause, sqlalchemy.exc.OperationalError) or (
-        isinstance(cause, sqlalchemy.exc.DBAPIError) and bool(cause.connection_invalidated)
+    return (
+        isinstance(cause, sqlalchemy.exc.OperationalError)
+        or (isinstance(cause, sqlalchemy.exc.DBAPIError) and bool(cause.connection_invalidated))
+        or (
+            isinstance(cause, sqlalchemy.exc.InternalError)
+            and getattr(cause.orig, "sqlstate", "") is None
+        )
     )
 
 

@@ -1,7 +1,7 @@
 """fishopt behind PgBouncer in transaction pooling, with the ordinary URL and nothing else set.
 
 A throwaway PostgreSQL with ``max_connections = 20`` and PgBouncer (pool of 10 server
-connections) in front (``bench.pgserver``): twelve workers, about 30 client connections, finish
+connections) in front (``bench.pgserver``): twelve workers, about 25 client connections, finish
 exactly the budget; the study lock stays exclusive with more waiters than the pool has server
 connections; a pooler that dies costs a worker one line and exit 75, and the trial is retried
 once it is back. Needs Debian's ``postgresql-15`` and ``pgbouncer`` (`.ci/run` installs them):
@@ -170,7 +170,7 @@ def test_a_pooler_that_dies_costs_one_line_and_the_trial_is_retried(
         out = w.output()
         assert code == 75, out
         assert "lost the storage" in out and "Traceback" not in out, out
-        lines = [line for line in out.splitlines() if "rror" in line]
+        lines = [line for line in out.splitlines() if "] error: " in line]
         assert len(lines) == 1, out  # one line says it all
 
         own.start()  # back, on the same port: the next worker retries the abandoned trial
