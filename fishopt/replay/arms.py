@@ -39,6 +39,11 @@ PRUNER_WORDS = {
 }
 
 
+def full_trials() -> int:
+    """The trial budget ``studies/full.toml`` ships with."""
+    return specs.load("full").n_trials or 0
+
+
 def full_default() -> Arm:
     """The sampler and pruner ``studies/full.toml`` ships with, as an arm."""
     spec = specs.load("full")

@@ -148,7 +148,16 @@ def plot(
             )
         if marks and name in marks:
             ax.axvline(marks[name], color="grey", ls="--", lw=1)
-            ax.text(marks[name], 0.02, " 1/3 of the grid", color="grey", fontsize=8)
+            ax.text(
+                marks[name],
+                0.5,
+                "a third of the grid ",
+                color="grey",
+                fontsize=8,
+                rotation=90,
+                ha="right",
+                va="center",
+            )
         ax.axhline(0.8, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
