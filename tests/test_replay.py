@@ -242,3 +242,10 @@ def test_the_success_interval_covers_95_percent() -> None:
         low, high = intervals[rng.binomial(200, p, size=4000)].T
         coverage = np.mean((low <= p) & (p <= high))
         assert 0.93 <= coverage <= 0.97, (p, coverage)
+
+
+def test_a_replay_is_a_function_of_its_seed() -> None:
+    table = noiseless()
+    arm = ARMS["tpe+hyperband"]
+    a, b = (run.replay(table, arm, seed=5, max_trials=15) for _ in range(2))
+    assert a.declared.tolist() == b.declared.tolist() and a.epochs.tolist() == b.epochs.tolist()

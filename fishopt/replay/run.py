@@ -88,6 +88,9 @@ def _study(table: Table, arm: Arm, seed: int) -> optuna.Study:
     )
     return optuna.create_study(
         storage=optuna.storages.InMemoryStorage(),
+        # Hyperband assigns brackets by a hash of the study name: a fixed name makes a replay
+        # a pure function of its seed.
+        study_name=f"replay-{arm.name}-{seed}",
         direction="maximize",
         sampler=sampler or samplers.make_sampler(spec, distributed=False),
         pruner=samplers.make_pruner(spec),
