@@ -60,9 +60,9 @@ def replay_table(
         if (why := available(ARMS[n])) is not None:
             log(f"  {n}: skipped ({why})")
     margin = table.margin()
-    grid_budgets = sorted({b for b in (*BUDGETS, 160) if b < table.grid_points()})
-    grid_budgets.append(table.grid_points())
-    caps = {a.name: (table.grid_points() if a.name == "grid" else max(BUDGETS)) for a in arms}
+    grid_budgets = sorted({b for b in (*BUDGETS, 160) if b < table.n_configs})
+    grid_budgets.append(table.n_configs)
+    caps = {a.name: (table.n_configs if a.name == "grid" else max(BUDGETS)) for a in arms}
     t0 = time.perf_counter()
     replayed = run.replays(table, arms, replays, caps, processes=processes)
     seconds = time.perf_counter() - t0

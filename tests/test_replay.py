@@ -149,12 +149,12 @@ def test_an_unfinished_or_search_study_is_refused(tiny_grid, tmp_path: Path) -> 
 def test_a_grid_at_full_budget_always_finds_the_best_of_a_noiseless_table() -> None:
     table = noiseless()
     assert table.noise() == 0 and table.margin() == 0.01
-    rs = run.replays(table, [ARMS["grid"]], 20, table.grid_points())["grid"]
-    (full,) = budget.at_trials(table, rs, 0.0, [table.grid_points()])
+    rs = run.replays(table, [ARMS["grid"]], 20, table.n_configs)["grid"]
+    (full,) = budget.at_trials(table, rs, 0.0, [table.n_configs])
     assert full.success == 1.0 and full.regret == 0.0
     assert full.epochs == table.grid_epochs()
     # a fifth of the grid often misses the single best point
-    (fifth,) = budget.at_trials(table, rs, 0.0, [table.grid_points() // 5])
+    (fifth,) = budget.at_trials(table, rs, 0.0, [table.n_configs // 5])
     assert fifth.success < 0.6
 
 
@@ -204,7 +204,7 @@ def test_cli_prints_the_budget_table(tiny_grid, monkeypatch, capsys) -> None:
     lines = out.splitlines()
     assert lines[0].startswith(f"{st.study_name}: 6 configurations x 2 seeds x 2 epochs")
     assert any(line.startswith("tpe+median") for line in lines)
-    assert any(line.startswith("grid, one seed") and " 8 " in line for line in lines)
+    assert any(line.startswith("grid, one seed") and " 6 " in line for line in lines)
     assert "you would have come within" in out.replace("\n", " ")
     assert max(map(len, lines)) <= 80
 

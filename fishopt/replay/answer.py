@@ -89,11 +89,11 @@ def answer(table: Table, margin: float = 0.01, replays: int = 100, processes: in
     arms += [default] if default not in arms else []
     cap = table.n_configs
     grid = catalog.ARMS["grid"]
-    caps = {a.name: cap for a in arms} | {grid.name: table.grid_points()}
+    caps = {a.name: cap for a in arms} | {grid.name: table.n_configs}
     replayed = run.replays(table, [*arms, grid], replays, caps, processes=processes)
     budgets = budget.trial_budgets(cap)
     rows = {a.name: budget.at_trials(table, replayed[a.name], used, budgets) for a in arms}
-    one_seed = budget.at_trials(table, replayed[grid.name], used, [table.grid_points()])[0]
+    one_seed = budget.at_trials(table, replayed[grid.name], used, [table.n_configs])[0]
     return Answer(
         table, used, margin, replays, rows, one_seed, default, time.perf_counter() - started
     )

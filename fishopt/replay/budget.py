@@ -91,9 +91,10 @@ def at_epochs(table: Table, rs: Sequence[Replay], margin: float, epochs: float) 
 
 
 def trial_budgets(max_trials: int) -> list[int]:
-    """5, 10, 20, 40, ... up to ``max_trials``, and ``max_trials`` itself."""
+    """5, 10, 20, 40, ... below ``max_trials`` (none within a quarter of it), and
+    ``max_trials`` itself."""
     out, b = [], 5
-    while b < max_trials:
+    while b * 1.25 < max_trials:
         out.append(b)
         b *= 2
     return [*out, max_trials]
