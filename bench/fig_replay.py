@@ -17,6 +17,7 @@ replays or more, with a third of the grid's epochs or fewer, on both tables.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,15 +83,14 @@ def describe(name: str, r: TableResult) -> list[str]:
     t = r.table
     truth = t.truth
     best = int(truth.argmax())
-    text = [
+    head = (
         f"{name}: {t.n_configs} configurations x {t.n_seeds} seeds x {t.epochs} epochs; "
-        f"best mean F1 {truth[best]:.3f} ({t.label(best)})",
-        f"  margin {100 * r.margin:.2f} F1 points (seed noise {100 * t.noise():.2f}); "
-        f"{t.near_best(r.margin)} configurations within it; one-seed grid "
-        f"{t.grid_epochs()} epochs, a third {t.grid_epochs() / 3:.0f}",
-        "",
-        budget.HEADER,
-    ]
+        f"best mean F1 {truth[best]:.3f} ({t.label(best)}); margin {100 * r.margin:.2f} F1 "
+        f"points (seed noise {100 * t.noise():.2f}); {t.near_best(r.margin)} configuration(s) "
+        f"within it; one-seed grid {t.grid_epochs()} epochs, a third "
+        f"{t.grid_epochs() / 3:.0f}"
+    )
+    text = [*textwrap.wrap(head, 80), "", budget.HEADER]
     for arm, rows in r.rows.items():
         text += [budget.row_text(arm, b) for b in rows]
     text += ["", f"within a third of the grid's epochs ({t.grid_epochs() / 3:.0f}):", budget.HEADER]
@@ -131,8 +131,8 @@ def figure4(replays: int = 200, processes: int = 2, tables_dir: Path = HERE / "t
         "search on replay: epochs of a one-seed grid / epochs of the full study's default "
         f"({default.name}, {n} trials), which must declare a configuration within the margin "
         "in >= 80% of replays",
-        f"{default.name} ({default.describe()}), {n} trials as studies/full.toml: mean epochs",
         "exhaustive grid, one seed per configuration: epochs",
+        f"{default.name} ({default.describe()}), {n} trials as studies/full.toml: mean epochs",
         "epochs",
         3.0,
         ">= 3x fewer epochs than the grid with >= 80% success, on both tables",
@@ -149,7 +149,7 @@ def figure4(replays: int = 200, processes: int = 2, tables_dir: Path = HERE / "t
         r = replay_table(table, ARM_NAMES, replays, processes)
         results[name] = r
         text = describe(name, r)
-        print("\n".join("  " + line for line in text))
+        print("\n".join(text))
         kv = key_values(name, r)
         print("\n".join(kv))
         lines += kv
