@@ -39,6 +39,11 @@ PRUNER_WORDS = {
 }
 
 
+def full_trials() -> int:
+    """The trial budget ``studies/full.toml`` ships with."""
+    return specs.load("full").n_trials or 0
+
+
 def full_default() -> Arm:
     """The sampler and pruner ``studies/full.toml`` ships with, as an arm."""
     spec = specs.load("full")
@@ -49,10 +54,10 @@ def full_default() -> Arm:
 
 
 def in_words(arm: Arm, trials: int) -> str:
-    """ "20 TPE trials with median pruning", for a sentence."""
+    """ "20 TPE trials and median pruning", for a sentence."""
     sampler = SAMPLER_WORDS.get(arm.sampler["name"], arm.sampler["name"])
     pruner = PRUNER_WORDS.get(arm.pruner["name"])
-    return f"{trials} {sampler} trials" + (f" with {pruner}" if pruner else "")
+    return f"{trials} {sampler} trials" + (f" and {pruner}" if pruner else "")
 
 
 def available(arm: Arm) -> str | None:

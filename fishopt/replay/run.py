@@ -64,34 +64,34 @@ def quiet() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", UserWarning)  # GridSampler's "grid exhausted"
             yield
     finally:
         optuna.logging.set_verbosity(level)
 
 
-class _Grid(optuna.samplers.GridSampler):
-    """Optuna's grid sampler for ask-and-tell: once every point is visited it calls
-    ``study.stop()``, which only ``optimize`` may; a replay stops at its own budget."""
-
-    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
-        pass
-
-
 def _study(table: Table, arm: Arm, seed: int) -> optuna.Study:
-    if arm.sampler["name"] == "grid":
-        sampler: optuna.samplers.BaseSampler = _Grid(table.grid_space(), seed=seed)
-    else:
-        sampler = None  # type: ignore[assignment]
     spec = replace(
         StudySpec.from_dict(table.spec), sampler=arm.sampler, pruner=arm.pruner, seed=seed
     )
-    return optuna.create_study(
+    grid = arm.sampler["name"] == "grid"
+    study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(),
+        # Hyperband assigns brackets by a hash of the study name: a fixed name makes a replay
+        # a pure function of its seed.
+        study_name=f"replay-{arm.name}-{seed}",
         direction="maximize",
-        sampler=sampler or samplers.make_sampler(spec, distributed=False),
+        sampler=optuna.samplers.RandomSampler(seed)
+        if grid
+        else samplers.make_sampler(spec, distributed=False),
         pruner=samplers.make_pruner(spec),
     )
+    if grid:
+        # A grid: every distinct configuration once, in a random order, as fishopt's grid
+        # sampler runs it (points that train the same network count once).
+        order = np.random.default_rng([seed, 0x6D1D]).permutation(table.n_configs)
+        for config in order:
+            study.enqueue_trial(table.params_of(int(config)))
+    return study
 
 
 class _Declared:
@@ -201,7 +201,8 @@ def run(jobs: Sequence[Job], processes: int = 1) -> list[list[Replay]]:
     if processes <= 1 or len(jobs) <= 1 or work < SMALL:
         return [_run(j) for j in jobs]
     with mp.get_context("spawn").Pool(processes) as pool:
-        return pool.map(_run, jobs, chunksize=1)
+        # get() with a timeout, unlike map(), lets Ctrl-C through to stop the pool.
+        return pool.map_async(_run, jobs, chunksize=1).get(timeout=7 * 24 * 3600)
 
 
 def replays(

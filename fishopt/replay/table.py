@@ -139,12 +139,6 @@ class Table:
     def distributions(self) -> dict[str, BaseDistribution]:
         return {a.name: a.distribution() for a in self.axes}
 
-    def grid_space(self) -> dict[str, list]:
-        """The search space of Optuna's GridSampler over the same encoded parameters."""
-        return {
-            a.name: list(range(len(a.values))) if a.ordered else list(a.values) for a in self.axes
-        }
-
     def config_of(self, params: dict) -> int:
         """The configuration a trial's (encoded) parameters train."""
         return self.alias[tuple(a.decode(params[a.name]) for a in self.axes)]

@@ -149,12 +149,12 @@ def test_an_unfinished_or_search_study_is_refused(tiny_grid, tmp_path: Path) -> 
 def test_a_grid_at_full_budget_always_finds_the_best_of_a_noiseless_table() -> None:
     table = noiseless()
     assert table.noise() == 0 and table.margin() == 0.01
-    rs = run.replays(table, [ARMS["grid"]], 20, table.grid_points())["grid"]
-    (full,) = budget.at_trials(table, rs, 0.0, [table.grid_points()])
+    rs = run.replays(table, [ARMS["grid"]], 20, table.n_configs)["grid"]
+    (full,) = budget.at_trials(table, rs, 0.0, [table.n_configs])
     assert full.success == 1.0 and full.regret == 0.0
     assert full.epochs == table.grid_epochs()
     # a fifth of the grid often misses the single best point
-    (fifth,) = budget.at_trials(table, rs, 0.0, [table.grid_points() // 5])
+    (fifth,) = budget.at_trials(table, rs, 0.0, [table.n_configs // 5])
     assert fifth.success < 0.6
 
 
@@ -204,7 +204,7 @@ def test_cli_prints_the_budget_table(tiny_grid, monkeypatch, capsys) -> None:
     lines = out.splitlines()
     assert lines[0].startswith(f"{st.study_name}: 6 configurations x 2 seeds x 2 epochs")
     assert any(line.startswith("tpe+median") for line in lines)
-    assert any(line.startswith("grid, one seed") and " 8 " in line for line in lines)
+    assert any(line.startswith("grid, one seed") and " 6 " in line for line in lines)
     assert "you would have come within" in out.replace("\n", " ")
     assert max(map(len, lines)) <= 80
 
@@ -234,11 +234,18 @@ def test_outlook_says_whether_more_trials_help() -> None:
 
 def test_the_success_interval_covers_95_percent() -> None:
     """The Wilson interval of a success rate over 200 replays, checked by simulation."""
-    from statsmodels.stats.proportion import proportion_confint
+    from fishopt.report.stats import accuracy_interval
 
+    intervals = np.array([accuracy_interval(k, 200) for k in range(201)])
     rng = np.random.default_rng(1)
     for p in (0.5, 0.8, 0.95):
-        hits = rng.binomial(200, p, size=4000)
-        low, high = proportion_confint(hits, 200, alpha=0.05, method="wilson")
+        low, high = intervals[rng.binomial(200, p, size=4000)].T
         coverage = np.mean((low <= p) & (p <= high))
         assert 0.93 <= coverage <= 0.97, (p, coverage)
+
+
+def test_a_replay_is_a_function_of_its_seed() -> None:
+    table = noiseless()
+    arm = ARMS["tpe+hyperband"]
+    a, b = (run.replay(table, arm, seed=5, max_trials=15) for _ in range(2))
+    assert a.declared.tolist() == b.declared.tolist() and a.epochs.tolist() == b.epochs.tolist()
