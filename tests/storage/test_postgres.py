@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -268,8 +269,17 @@ def cluster_stopped() -> Iterator[None]:
     try:
         yield
     finally:
-        if not _reachable():
-            subprocess.run([ctl, "15", "main", "start"], check=True)
+        # A start can fail while the stopped server's socket is still being released: the
+        # next test process would meet a server that is down, so try a few times.
+        for attempt in range(5):
+            if _reachable():
+                break
+            done = subprocess.run([ctl, "15", "main", "start"], capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+            if attempt == 4:
+                raise RuntimeError(f"pg_ctlcluster start failed:\n{done.stdout}{done.stderr}")
+            time.sleep(1 + attempt)
         wait_for("PostgreSQL to accept connections", _reachable, timeout=120)
 
 
