@@ -63,7 +63,7 @@ class Answer:
             f"error of a configuration's mean) {100 * t.noise():.2f}; "
             f"{t.near_best(self.margin)} configuration(s) within the margin",
             f"success: the configuration a search declares best has a mean within the margin "
-            f"of the best's; {self.replays} replays per arm, 95% Wilson intervals, regret in "
+            f"of the best's; {self.replays} replays per arm, 95% exact intervals, regret in "
             "F1 points",
             "",
             budget.HEADER,

@@ -2,12 +2,12 @@
 
 A replay succeeds at a budget when the configuration it declares best by then has a true mean
 (over the table's seeds) within the margin of the best configuration's mean. The success
-probability is the share of replays that succeed, with a Wilson 95% interval (replays are
-independent Bernoulli draws, so a binomial interval is the right one; its coverage at 200
-replays is checked in tests/test_replay.py). The interval is over the replays' randomness (the
-sampler's seed and the seeds drawn), given the table: it says nothing of how the table itself,
-3 seeds per configuration, might differ on a second training; the regret is the mean
-shortfall of the declared configuration's true mean from the best, in F1.
+probability is the share of replays that succeed, with an exact (Clopper-Pearson) 95% interval
+(replays are independent Bernoulli draws, so a binomial interval is the right one; its coverage
+at 200 replays is checked in tests/replay/test_replay.py). The interval is over the replays'
+randomness (the sampler's seed and the seeds drawn), given the table: it says nothing of how the
+table itself, 3 seeds per configuration, might differ on a second training; the regret is the
+mean shortfall of the declared configuration's true mean from the best, in F1.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fishopt.claims.intervals import accuracy_interval
 from fishopt.replay.run import Replay
 from fishopt.replay.table import Table
-from fishopt.report.stats import accuracy_interval
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Budget:
     epochs_max: int
     successes: int
     replays: int
-    low: float  # Wilson 95% interval of the success probability
+    low: float  # exact 95% interval of the success probability
     high: float
     regret: float  # mean shortfall of the declared configuration's true mean, in F1
 
@@ -58,7 +58,8 @@ def _budget(
     declared = np.array([r.declared[i] if i >= 0 else -1 for r, i in zip(rs, index, strict=True)])
     epochs = np.array([r.epochs[i] if i >= 0 else 0 for r, i in zip(rs, index, strict=True)])
     ok, regret = _judge(table, declared, margin)
-    low, high = accuracy_interval(int(ok.sum()), len(rs))  # Wilson, 95%
+    success = accuracy_interval(int(ok.sum()), len(rs))  # exact (Clopper-Pearson), 95%
+    low, high = (success.low, success.high) if success else (float("nan"), float("nan"))
     return Budget(
         trials,
         float(epochs.mean()),

@@ -112,6 +112,17 @@ def resolve_device(name: str) -> str:
 
 def spec_for(opts: Options, storage: Storage) -> specs.StudySpec:
     """The spec file if there is one; else the spec recorded in the study in storage."""
+    return spec_and_note(opts, storage)[0]
+
+
+def spec_and_note(opts: Options, storage: Storage) -> tuple[specs.StudySpec, str | None]:
+    """The spec to run, and a note when it is not the file's.
+
+    A study made from one of fishopt's own specs keeps the spec it was made with: those change
+    between versions (the full study's pruner did, on the evidence of bench figure 4), and a
+    study in progress must neither be refused nor switch its sampler half-way.
+    """
+    note = None
     try:
         base = specs.load(opts.study)
     except FishoptError as not_a_file:
@@ -120,11 +131,41 @@ def spec_for(opts: Options, storage: Storage) -> specs.StudySpec:
         except KeyError:
             raise not_a_file from None
         base = recorded_spec(stored)
-    return base.with_overrides(
+    else:
+        kept = _kept_spec(storage, opts.name or base.name) if _bundled(opts.study) else None
+        if kept is not None and kept.fingerprint() != base.fingerprint():
+            base = kept
+            note = (
+                f"study {opts.name or base.name!r} keeps the spec it was created with "
+                f"(sampler {kept.sampler['name']}, pruner {kept.pruner['name']}); fishopt's "
+                f"{opts.study}.toml has changed since: a new --name runs the new one"
+            )
+    spec = base.with_overrides(
         epochs=opts.epochs,
         seed=opts.seed,
         image_size=data.parse_size(opts.image_size) if opts.image_size else None,
     )
+    return spec, note
+
+
+def _bundled(study: str) -> bool:
+    """Whether ``study`` names one of the specs shipped with fishopt (not a user's file)."""
+    if study.endswith(".toml"):
+        return False
+    try:
+        return specs.find(study).parent.resolve() == specs.builtin_dir().resolve()
+    except FishoptError:
+        return False
+
+
+def _kept_spec(storage: Storage, name: str) -> specs.StudySpec | None:
+    """The spec recorded by the study ``name`` in storage, if it exists and fishopt made it."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    identity = storage.get_study_user_attrs(study_id).get(studies.ATTR)
+    return specs.StudySpec.from_dict(identity["spec"]) if identity else None
 
 
 def recorded_spec(st: optuna.Study) -> specs.StudySpec:
@@ -229,7 +270,7 @@ def open_session(
     )
     hb = config.resolve_heartbeat(opts.heartbeat_interval, opts.grace_period, opts.max_retry)
     storage = open_storage(settings.storage, heartbeat=hb)
-    spec = spec_for(opts, storage)
+    spec, kept = spec_and_note(opts, storage)
     source, how = data.choose_source(opts.data, settings.data)
     progress.log(how)
     ctx, hit, seconds = build_context(
@@ -247,7 +288,8 @@ def open_session(
         trains_in, precision_notes = precision.settle(st, spec, device)
     finally:
         lock.release()
-    notes = [*precision_notes, *sqlite_warnings(settings.storage, running + 1)]
+    notes = [*([kept] if kept else []), *precision_notes]
+    notes += sqlite_warnings(settings.storage, running + 1)
     if ctx.dataset.not_cached:
         notes.append(f"decoded images not cached: {ctx.dataset.not_cached}; decoded again next run")
     if not settings.storage.exact_lock:

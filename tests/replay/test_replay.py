@@ -233,15 +233,16 @@ def test_outlook_says_whether_more_trials_help() -> None:
 
 
 def test_the_success_interval_covers_95_percent() -> None:
-    """The Wilson interval of a success rate over 200 replays, checked by simulation."""
-    from fishopt.report.stats import accuracy_interval
+    """The exact interval of a success rate over 200 replays, checked by simulation: it
+    covers at least 95% (up to the simulation's noise) without being needlessly wide."""
+    from fishopt.claims.intervals import accuracy_interval
 
-    intervals = np.array([accuracy_interval(k, 200) for k in range(201)])
+    intervals = np.array([(e.low, e.high) for k in range(201) if (e := accuracy_interval(k, 200))])
     rng = np.random.default_rng(1)
     for p in (0.5, 0.8, 0.95):
         low, high = intervals[rng.binomial(200, p, size=4000)].T
         coverage = np.mean((low <= p) & (p <= high))
-        assert 0.93 <= coverage <= 0.97, (p, coverage)
+        assert 0.94 <= coverage <= 0.99, (p, coverage)
 
 
 def test_a_replay_is_a_function_of_its_seed() -> None:

@@ -23,13 +23,67 @@ def test_specs_keep_the_fingerprints_studies_were_stored_with() -> None:
         "optimizers": "10840b06e9f740b7",
         "widths": "c70cf6bafcde3b49",
         "depth": "b57d5c28c3c2df6c",
-        "full": "950b6c4aa7c198cb",
     }
     assert {name: spec.load(name).fingerprint() for name in stored} == stored
     varied = spec.parse(
         {**tomllib.loads(Path(spec.find("depth")).read_text()), "vary_split": True}, "depth"
     )
     assert varied.fingerprint() != stored["depth"]  # a new option that is set does count
+
+
+# studies/full.toml before figure 4 on replay chose successive halving and 60 trials.
+FULL_BEFORE_REPLAY = """
+kind = "full"
+n_trials = 40
+epochs = 20
+seed = 0
+repeats = 1
+[sampler]
+name = "tpe"
+n_startup_trials = 10
+[pruner]
+name = "median"
+n_startup_trials = 5
+n_warmup_steps = 3
+[space]
+optimizer = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "RMSprop"]
+lr = { low = 1e-4, high = 3e-2, log = true }
+weight_decay = { low = 1e-6, high = 1e-2, log = true }
+n_layers = { low = 1, high = 4 }
+units = { low = 32, high = 1024, log = true }
+width_pattern = ["constant", "decreasing", "free"]
+width_ratio = { low = 0.25, high = 1.0 }
+dropout = { low = 0.0, high = 0.5 }
+batch_norm = [true, false]
+batch_size = [32, 50, 64, 128]
+"""
+
+
+def test_a_full_study_made_before_the_new_defaults_resumes_with_its_own_spec(
+    tmp_path: Path,
+) -> None:
+    """fishopt's own full.toml changed its pruner; a full study already in storage was made
+    with the old one (fingerprint 950b6c4aa7c198cb) and must resume with it, saying so."""
+    old = tmp_path / "full.toml"
+    old.write_text(FULL_BEFORE_REPLAY)
+    assert spec.load(str(old)).fingerprint() == "950b6c4aa7c198cb"
+    assert spec.load("full").fingerprint() != "950b6c4aa7c198cb"
+    common = {
+        "data": "digits",
+        "storage": f"sqlite:///{tmp_path / 's.db'}",
+        "cache_dir": tmp_path / "cache",
+        "artifacts_dir": tmp_path / "artifacts",
+        "threads": 1,
+        "epochs": 1,
+    }
+    first = open_session(Options(study=str(old), name="full", **common), distributed=False)
+    assert first.ctx.spec.pruner["name"] == "median"
+    again = open_session(Options(study="full", **common), distributed=False)
+    assert again.ctx.spec.pruner["name"] == "median"
+    assert any("keeps the spec it was created with" in n for n in again.warnings), again.warnings
+    fresh = open_session(Options(study="full", name="full-2", **common), distributed=False)
+    assert fresh.ctx.spec.pruner["name"] == spec.load("full").pruner["name"]
+    assert not any("keeps the spec" in n for n in fresh.warnings)
 
 
 def _digits_spec(**extra: object) -> spec.StudySpec:
