@@ -120,6 +120,9 @@ class Plan:
     grace: int = 6  # stale after, s
     max_retry: int = 10  # a trial can be hit more than once; never let a retry chain run out
     timeout: float = 540.0  # the whole run, s
+    # Faults come once this share of the budget has started (the SIGSTOP just after): a short
+    # run (the suite's) takes them all in its first trials, before the budget is spent.
+    spread: float = 0.6
 
     @property
     def faults(self) -> list[str]:
@@ -271,10 +274,21 @@ class Study:
 
 def moments(plan: Plan, rng: random.Random) -> list[tuple[float, float, str]]:
     """When each fault comes: (share of the budget started, extra delay in s, fault). Started,
-    not finished: the last faults still find trials running."""
+    not finished: the last faults still find trials running. A SIGSTOP comes last: while its
+    worker is not heard from past the stale timeout, the others may take the rest of the
+    budget, and a kill after it would find no trial left to land in."""
     faults = plan.faults
     rng.shuffle(faults)
-    return sorted((rng.uniform(0.05, 0.7), rng.uniform(0.0, 2.0), f) for f in faults)
+    return sorted(
+        (
+            rng.uniform(plan.spread, plan.spread + 0.1)
+            if f == "stop"
+            else rng.uniform(0.05, plan.spread),
+            rng.uniform(0, 2),
+            f,
+        )
+        for f in faults
+    )
 
 
 def inject(
@@ -308,10 +322,12 @@ def inject(
             if ts is not None and started >= queue[0][0] * plan.budget:
                 due = now + queue[0][1]
         if queue and due is not None and now >= due:
-            fault = queue[0][2]
-            if _inject_one(fault, plan, rng, sup, study, server, faults, stopped):
-                queue.pop(0)
-                due = None
+            head = queue.pop(0)
+            if not _inject_one(head[2], plan, rng, sup, study, server, faults, stopped):
+                # No target for it now: the next fault goes first, so one that needs a worker
+                # in the middle of a trial does not hold up a restart behind it.
+                queue.insert(min(1, len(queue)), head)
+            due = None
         time.sleep(0.2)
     for pid in stopped:  # the study ended while a worker was stopped (it was not needed)
         with contextlib.suppress(ProcessLookupError):
@@ -335,7 +351,10 @@ def _inject_one(
         faults.restart_seconds.append(round(server.restart(), 1))
         faults.restarts += 1
         return True
-    training = {pid: n for pid, n in study.training(plan.epochs).items() if pid in sup.alive()}
+    # A SIGKILL may land anywhere in a trial (the locks it holds die with it); a SIGSTOP only
+    # in the middle of one, where the worker holds no claim lock.
+    window = plan.epochs + 1 if fault == "kill" else plan.epochs
+    training = {pid: n for pid, n in study.training(window).items() if pid in sup.alive()}
     training = {pid: n for pid, n in training.items() if pid not in stopped}
     if not training:
         return False  # nobody is training right now: try again at the next poll

@@ -36,6 +36,9 @@ _TRANSIENT = (
     "connection refused",
     "starting up",
     "shutting down",
+    "not yet accepting connections",
+    "terminating connection due to administrator command",  # a fast shutdown, mid-open
+    "server closed the connection unexpectedly",
     "server login has been failing",  # PgBouncer, while the server is away
     "results from command",  # psycopg: a reply cut off mid-command (a pooler dropping it)
 )
