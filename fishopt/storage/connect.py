@@ -9,16 +9,20 @@ trial failed after the grace period and re-run by another worker.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from fishopt import config
 from fishopt.config import StorageURL
 from fishopt.errors import FishoptError
 from fishopt.storage import fence
+from fishopt.storage.locks import PostgresLock
 from fishopt.storage.rdb import Storage
 from fishopt.storage.retry import retried
 from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
@@ -90,6 +94,34 @@ def _heartbeat_kwargs(hb: config.Heartbeat) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _schema_lock(url: StorageURL) -> Iterator[None]:
+    """On PostgreSQL, one process at a time checks and creates the tables.
+
+    Workers started together against a new database all create the same tables; the losers
+    block inside the server on the winner's catalog locks. Behind a transaction pooler each
+    blocked creator holds one of the pool's few server connections, and with more starters
+    than the pool the winner could not get one to finish: every worker waited for PgBouncer's
+    ``query_wait_timeout`` (120 s) and then failed. The lock is the polling advisory lock of
+    the claims, so a waiter holds no server connection between tries.
+    """
+    if url.backend != "postgresql":
+        yield
+        return
+    engine = sqlalchemy.create_engine(url.text, poolclass=sqlalchemy.pool.NullPool, **{
+        k: v for k, v in engine_kwargs(url).items() if k == "connect_args"
+    })  # fmt: skip
+    lock = PostgresLock(engine, "tables", purpose="schema")
+    try:
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = True) -> Storage:
     """An RDB storage with heartbeats, so a killed worker's trial is failed and retried.
 
@@ -106,7 +138,8 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
         prepare_sqlite(url)
 
     def make() -> Storage:
-        storage = Storage(url.text, engine_kwargs=engine_kwargs(url), **kwargs)
+        with _schema_lock(url):
+            storage = Storage(url.text, engine_kwargs=engine_kwargs(url), **kwargs)
         storage.url = url
         if url.local_sqlite:
             sqlite_fast_commits(storage)

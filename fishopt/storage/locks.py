@@ -45,8 +45,8 @@ class PostgresLock:
     FIRST_PAUSE = 0.002  # seconds; doubled after each failed try, up to LONGEST_PAUSE
     LONGEST_PAUSE = 0.05  # a claim takes tens of ms: a waiter never sleeps much longer
 
-    def __init__(self, engine: sqlalchemy.Engine, name: str) -> None:
-        digest = hashlib.sha256(f"fishopt-claim/{name}".encode()).digest()
+    def __init__(self, engine: sqlalchemy.Engine, name: str, purpose: str = "claim") -> None:
+        digest = hashlib.sha256(f"fishopt-{purpose}/{name}".encode()).digest()
         self._key = int.from_bytes(digest[:8], "big", signed=True)
         self._engine = engine
         self._conn: sqlalchemy.Connection | None = None

@@ -109,6 +109,7 @@ def test_the_study_lock_is_exclusive_with_more_waiters_than_server_connections(
     beside the lock's: two holders at once lose an update. A session-level lock would leak
     between PgBouncer's clients; a waiter blocked inside the server would hold a pooled
     connection, and with more waiters than the pool the holder could never finish."""
+    bounced.server.sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")  # a new database
     bounced.server.sql("CREATE TABLE IF NOT EXISTS lock_probe (n int)")
     bounced.server.sql("DELETE FROM lock_probe")
     bounced.server.sql("INSERT INTO lock_probe VALUES (0)")
@@ -117,7 +118,12 @@ def test_the_study_lock_is_exclusive_with_more_waiters_than_server_connections(
     guard = threading.Lock()
 
     def worker() -> None:
-        storage = open_storage(bounced.url, heartbeat=False)
+        try:
+            # All at once against a new database, too: the tables are created once, in turn.
+            storage = open_storage(bounced.url, heartbeat=False)
+        except Exception as exc:
+            errors.append(exc)
+            return
         lock = locks.open_lock(storage, storage.url, "lock-probe")
         try:
             for _ in range(rounds):
