@@ -94,11 +94,6 @@ def load_model(spec: MLPSpec, state: dict[str, torch.Tensor], device: str = "cpu
 
     Raises RuntimeError when the weights do not fit the spec (callers word the error).
     """
-    # Built without initialising it (the weights are overwritten at once): drawing He-normal
-    # weights for a network that is then replaced cost most of a study's per-trial test
-    # evaluation. ``load_state_dict`` copies (and casts) into the allocated parameters.
-    with torch.device("meta"):
-        model = build_mlp(spec)
-    model = model.to_empty(device=device)
+    model = build_mlp(spec)
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(device).eval()
