@@ -11,12 +11,15 @@ passed on.
 
 from __future__ import annotations
 
+import copy
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna import distributions
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session as scoped_session
@@ -40,6 +43,11 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.storages._rdb.models", "StudyUserAttributeModel"),
     ("optuna.storages._rdb.models", "TrialUserAttributeModel"),
     ("optuna.storages._rdb.models", "TrialParamModel"),
+    ("optuna.storages._rdb.models", "TrialSystemAttributeModel"),
+    (
+        "optuna.storages._rdb.models",
+        "TrialIntermediateValueModel.stored_repr_to_intermediate_value",
+    ),
     ("optuna.storages._rdb.storage", "_create_scoped_session"),
     ("optuna.storages", "RDBStorage._create_new_trial"),
     ("optuna.storages", "RDBStorage._set_trial_param"),
@@ -124,6 +132,26 @@ def set_param(trial: FrozenTrial, name: str, value: Any, distribution: Any) -> N
     """Change a kept FrozenTrial in place (its public setters re-validate the whole trial)."""
     trial._params[name] = value
     trial._distributions[name] = distribution
+
+
+def with_part(trial: FrozenTrial, part: int, rows: list[tuple]) -> FrozenTrial:
+    """A copy of ``trial`` with one part replaced by its rows as read (``statements.PARTS``:
+    0 parameters, 1 intermediate values, 2 user attributes, 3 system attributes), decoded as
+    Optuna's ``_build_frozen_trial_from_trial_model`` does. The other parts are shared with
+    ``trial``, which is left as it was."""
+    out = copy.copy(trial)
+    if part == 0:
+        dists = {name: distributions.json_to_distribution(js) for name, _v, js in rows}
+        out._params = {name: dists[name].to_external_repr(v) for name, v, _js in rows}
+        out._distributions = dists
+    elif part == 1:
+        decode = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        out.intermediate_values = {step: decode(v, kind) for step, v, kind in rows}
+    elif part == 2:
+        out._user_attrs = {key: json.loads(js) for key, js in rows}
+    else:
+        out._system_attrs = {key: json.loads(js) for key, js in rows}
+    return out
 
 
 def update_user_attrs(trial: FrozenTrial, attrs: dict[str, Any]) -> None:

@@ -186,7 +186,23 @@ class Storage(RDBStorage):
         self._owned.user_attrs(trial_id, {key: value})
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        super().set_trial_system_attr(trial_id, key, value)
+        """One statement, the state check included (Optuna: the trial through the ORM, a
+        lookup of the attribute, then an insert): TPE writes one with every trial of a study
+        that several workers share (its relative parameters, for the others' constant liar)."""
+        if not self.fast:
+            super().set_trial_system_attr(trial_id, key, value)
+        else:
+            model = models.TrialSystemAttributeModel
+            row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            stmt = statements.upsert_if_running(
+                self.engine.name, model.__table__, ("trial_id", "key")
+            )
+            with fence.rdb_session(self) as session:
+                written = session.execute(stmt, row).first() is not None
+                if not written:
+                    self._check_running(session, trial_id)  # raises if missing or finished
+            if not written:  # a WAITING trial, which Optuna lets one write to
+                super().set_trial_system_attr(trial_id, key, value)
         self._owned.system_attr(trial_id, key, value)
 
     def record_heartbeat(self, trial_id: int) -> None:
@@ -243,19 +259,24 @@ class Storage(RDBStorage):
             "finished": sorted(finished),
             "running": sorted(running),
         }
-        # One query says what changed; only that is loaded through the ORM. Other workers'
-        # unfinished trials are re-read when they add a row or change state, not on every
-        # call (Optuna re-reads each of them, with every epoch and attribute, every time).
+        # One query says what changed; only that is read. Other workers' unfinished trials
+        # are re-read when they add a row or change state, not on every call (Optuna re-reads
+        # each of them, with every epoch and attribute, every time), and then only the table
+        # that grew, unless the state changed: a trial new to this worker, or one that ended,
+        # is read whole, once.
         with fence.rdb_session(self) as session:
             rows = session.execute(statements.SIGNATURES, params).all()
         seen = self._seen.setdefault(study_id, {})
-        changed = [tid for tid, *sig in rows if tid not in seen or seen[tid][0] != tuple(sig)]
+        signature = {tid: tuple(sig) for tid, *sig in rows}
+        whole = [t for t, sig in signature.items() if t not in seen or seen[t][0][0] != sig[0]]
+        grown = [t for t, sig in signature.items() if t in seen and seen[t][0][0] == sig[0]]
+        grown = [t for t in grown if seen[t][0] != signature[t]]
         loaded = [
             t
-            for i in range(0, len(changed), 500)  # a bounded IN list (SQLite's variable limit)
-            for t in self._load(statements.LOAD_IDS, {"ids": changed[i : i + 500]})
+            for i in range(0, len(whole), 500)  # a bounded IN list (SQLite's variable limit)
+            for t in self._load(statements.LOAD_IDS, {"ids": whole[i : i + 500]})
         ]
-        signature = {tid: tuple(sig) for tid, *sig in rows}
+        loaded += self._grown(grown, seen, signature)
         for t in loaded:
             self._owned.read(t)
             if t.state.is_finished():
@@ -273,6 +294,30 @@ class Storage(RDBStorage):
         self._owned.served(fence.trial_id(t) for t in mine if t.state.is_finished())
         trials = sorted(loaded + mine, key=lambda t: fence.trial_id(t))
         return trials if states is None else [t for t in trials if t.state in states]
+
+    def _grown(
+        self,
+        ids: list[int],
+        seen: dict[int, tuple[tuple, FrozenTrial]],
+        signature: dict[int, tuple],
+    ) -> list[FrozenTrial]:
+        """Unfinished trials already seen, in the same state, with rows added to some tables:
+        those tables' rows are read (one query per table) into copies of the trials seen."""
+        if not ids:
+            return []
+        trials = {tid: seen[tid][1] for tid in ids}
+        with fence.rdb_session(self) as session:
+            for part, query in enumerate(statements.PARTS):
+                which = [t for t in ids if seen[t][0][part + 1] != signature[t][part + 1]]
+                if not which:
+                    continue
+                rows: dict[int, list[tuple]] = {t: [] for t in which}
+                for i in range(0, len(which), 500):
+                    for tid, *row in session.execute(query, {"ids": which[i : i + 500]}):
+                        rows[tid].append(tuple(row))
+                for tid, got in rows.items():
+                    trials[tid] = fence.with_part(trials[tid], part, got)
+        return list(trials.values())
 
     def _load(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
         with fence.rdb_session(self) as session:

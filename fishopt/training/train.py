@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 
 from fishopt.training.hardware import native_bf16
@@ -137,10 +137,25 @@ def evaluate(
     pred = logits.argmax(1).cpu().numpy()
     true = y.cpu().numpy()
     acc = float((pred == true).mean()) if len(true) else float("nan")
-    labels = list(range(n_classes))
-    per_class = f1_score(true, pred, labels=labels, average=None, zero_division=0)
-    cm = confusion_matrix(true, pred, labels=labels)
+    cm, per_class = confusion_f1(true, pred, n_classes)
     return Metrics(acc, float(per_class.mean()), [float(v) for v in per_class], cm.tolist(), loss)
+
+
+def confusion_f1(
+    true: np.ndarray, pred: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix (rows true, columns predicted) and per-class F1 over labels
+    ``0..n_classes-1``: the numbers of scikit-learn's ``confusion_matrix`` and ``f1_score(
+    average=None, zero_division=0)``, computed as it does (2TP / (TP+FN + TP+FP) in float64),
+    without its input validation, which cost more than the test split's evaluation itself
+    (about 4 ms of every trial)."""
+    cm = np.bincount(
+        true.astype(np.int64) * n_classes + pred, minlength=n_classes * n_classes
+    ).reshape(n_classes, n_classes)
+    tp = np.diagonal(cm).astype(np.float64)
+    denom = cm.sum(1).astype(np.float64) + cm.sum(0).astype(np.float64)
+    per_class = np.divide(2.0 * tp, denom, out=np.zeros(n_classes), where=denom != 0)
+    return cm, per_class
 
 
 def train(

@@ -11,10 +11,13 @@ import warnings
 from pathlib import Path
 
 import optuna
+import pytest
 from sqlalchemy import event
 
 from fishopt.search import loop
 from fishopt.search.session import Options, open_session
+from fishopt.storage import fence
+from fishopt.storage.connect import open_storage
 
 SPEC = """kind = "custom"
 epochs = {epochs}
@@ -69,3 +72,48 @@ def test_a_trial_costs_one_statement_per_epoch_and_a_bounded_rest(tmp_path: Path
     # Claiming, creating, sampling, recording and finishing a trial: the issue's budget. The
     # running trial is read from the worker's own copy (``storage.owned``), not the database.
     assert fixed <= 20
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_pruner_read_does_not_grow_with_the_epochs_of_the_study(tmp_path: Path) -> None:
+    """MedianPruner reads every finished trial's epochs at every report. Two workers on one
+    SQLite file: at each of one worker's reports, the statements run and the values bound to
+    them (trial ids in IN lists) stay the same from the first trials to the last, while the
+    study's finished epochs grow 40-fold and the other worker's trial adds an epoch between."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / 'prune.db'}"
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        a = optuna.create_study(
+            study_name="prune", storage=open_storage(url), direction="maximize", pruner=pruner
+        )
+        b = optuna.load_study(study_name="prune", storage=open_storage(url), pruner=pruner)
+    engine = fence.backend_of(a).engine  # type: ignore[attr-defined]
+    cost: list[tuple[int, int]] = []  # per report of a: (statements, values bound)
+    current = [0, 0]
+
+    def on_statement(_conn, _cursor, _statement, parameters, *_rest) -> None:
+        current[0] += 1
+        current[1] += len(parameters or ())
+
+    event.listen(engine, "before_cursor_execute", on_statement)
+    for n in range(40):
+        mine, theirs = a.ask(), b.ask()
+        for step in range(8):
+            theirs.report(0.4 + 0.01 * step, step)  # the other worker's trial changes
+            mine.report(0.5 + 0.01 * ((n * 7 + step) % 5), step)
+            current[:] = [0, 0]
+            mine.should_prune()
+            cost.append((current[0], current[1]))
+        a.tell(mine, 0.5)
+        b.tell(theirs, 0.4)
+    event.remove(engine, "before_cursor_execute", on_statement)
+    first, last = cost[8:80], cost[-72:]  # trials 2-10 and 32-40
+    print(f"per report: first trials {max(first)}, last trials {max(last)} (statements, values)")
+    assert max(last) <= max(first)
+    # One query says what changed; one reads the epoch the other worker added since. At a
+    # trial's first report the other worker's trial that ended and the one it started are read
+    # whole, once (one load: 3 statements). Finished trials are never read again.
+    assert all(s <= 2 for i, (s, _) in enumerate(cost) if i % 8)
+    assert max(s for s, _ in cost) <= 4

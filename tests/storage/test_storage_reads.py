@@ -70,6 +70,14 @@ def test_each_worker_sees_the_other_workers_trial_as_it_changes(two_workers) -> 
     mine.set_user_attr("seed", 7)
     _same(b.get_trials(), _plain(url, name))  # its epoch and attribute
     _same(a.get_trials(), _plain(url, name))  # and its own worker's copy agrees
+    mine.report(0.75, 2)  # only the table that grew is read again: each part in turn
+    _same(b.get_trials(), _plain(url, name))
+    mine.suggest_int("units", 8, 64)
+    a._storage.set_trial_system_attr(mine._trial_id, "note", [1, "two"])
+    _same(b.get_trials(), _plain(url, name))
+    mine.set_user_attr("seed", 8)  # written again (no row added): read with the next row
+    mine.set_user_attr("repeat", 1)
+    _same(b.get_trials(), _plain(url, name))
     theirs = b.ask()
     theirs.suggest_float("lr", 1e-4, 1e-1, log=True)
     a.tell(mine, 0.5)

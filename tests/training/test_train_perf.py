@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 from needs import require
-from sklearn.metrics import f1_score
+from sklearn.metrics import confusion_matrix, f1_score
 
 from fishopt import data
 from fishopt.search.context import Context, make_tensors
@@ -25,6 +25,7 @@ from fishopt.training.train import (
     BF16_MIN_BATCH,
     TrainConfig,
     _accuracy_f1,
+    confusion_f1,
     resolve_precision,
     train,
 )
@@ -82,6 +83,23 @@ def test_epoch_f1_is_scikit_learns_macro_f1():
     expected = f1_score(true, pred, labels=range(6), average="macro", zero_division=0)
     assert f1 == pytest.approx(expected, abs=1e-12)
     assert acc == pytest.approx((true == pred).mean())
+
+
+def test_test_split_metrics_are_scikit_learns_exactly():
+    # The test split's confusion matrix and per-class F1 are stored with every trial: the same
+    # numbers, bit for bit, as the scikit-learn calls they replace (absent and never-predicted
+    # classes included).
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        k, n = int(rng.integers(2, 10)), int(rng.integers(1, 120))
+        true = rng.integers(0, k, n)
+        pred = np.where(rng.random(n) < rng.random(), true, rng.integers(0, k - 1, n))
+        cm, per_class = confusion_f1(true, pred, k)
+        labels = list(range(k))
+        expected = f1_score(true, pred, labels=labels, average=None, zero_division=0)
+        assert (cm == confusion_matrix(true, pred, labels=labels)).all()
+        assert per_class.tolist() == expected.tolist()
+        assert float(per_class.mean()) == float(expected.mean())
 
 
 def test_auto_precision_is_bf16_only_with_native_bf16_from_batch_50(monkeypatch):
