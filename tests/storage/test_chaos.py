@@ -32,7 +32,7 @@ def _report(result: chaos.Result) -> str:
 @pytest.mark.slow
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "postgresql", workers=6, budget=12, epochs=12, kills=2, restarts=2, stops=1,
+        "postgresql", workers=4, budget=10, epochs=12, kills=2, restarts=2, stops=1,
         interval=2, grace=4, timeout=240, spread=0.3,
     )  # fmt: skip
     result = chaos.run(plan, tmp_path)
@@ -47,7 +47,7 @@ def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "sqlite", workers=3, budget=8, epochs=12, kills=2, interval=1, grace=3, timeout=240,
+        "sqlite", workers=3, budget=8, epochs=8, kills=2, interval=1, grace=3, timeout=240,
         spread=0.3,
     )  # fmt: skip
     result = chaos.run(plan, tmp_path)
