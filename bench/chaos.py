@@ -49,7 +49,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from bench import pgserver
-from fishopt import config
+from fishopt import config, redact
 from fishopt.bundle import artifacts
 from fishopt.errors import FishoptError
 from fishopt.storage.connect import open_storage
@@ -650,6 +650,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    redact.quiet_warnings()  # the audit reads Optuna's (experimental) retry history
     plans = [
         Plan("postgresql", args.workers, args.budget, args.epochs, args.kills,
              args.restarts, args.stops, args.seed),
