@@ -157,8 +157,17 @@ def postgres(max_connections: int = 100) -> Iterator[Postgres]:
             capture_output=True, text=True, check=True, **_run_as(),
         )  # fmt: skip
         pwfile.unlink()
-        server = Postgres(folder, free_port(), max_connections)
-        server.start()
+        # free_port() binds and releases: another process may take the port before the
+        # server binds it, so a failed start tries another port.
+        for attempt in range(3):
+            server = Postgres(folder, free_port(), max_connections)
+            try:
+                server.start()
+                break
+            except subprocess.CalledProcessError:
+                server = None
+                if attempt == 2:
+                    raise
         server.sql(f"CREATE DATABASE {DATABASE}", database="postgres")
         yield server
     except subprocess.CalledProcessError as exc:
@@ -218,7 +227,8 @@ class Bouncer:
             **_run_as(),
         )
         deadline = time.monotonic() + 30
-        while not _listening(self.port):
+        # Listening, and still running: not another process's socket on a port it failed to bind.
+        while not (_listening(self.port) and self.proc.poll() is None):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"pgbouncer did not start:\n{self.log()[-2000:]}")
             time.sleep(0.1)
@@ -286,12 +296,19 @@ def pgbouncer(server: Postgres, pool_size: int = 10) -> Iterator[Bouncer]:
     try:
         _own(folder)
         (folder / "userlist.txt").write_text(f'"{USER}" "{PASSWORD}"\n')
-        (folder / "pgbouncer.ini").write_text(
-            bouncer_config(bouncer.port, server.port, folder, pool_size)
-        )
-        for name in ("userlist.txt", "pgbouncer.ini"):
-            _own(folder / name)
-        bouncer.start()
+        for attempt in range(3):  # a port taken between free_port() and the bind: another
+            (folder / "pgbouncer.ini").write_text(
+                bouncer_config(bouncer.port, server.port, folder, pool_size)
+            )
+            for name in ("userlist.txt", "pgbouncer.ini"):
+                _own(folder / name)
+            try:
+                bouncer.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                bouncer.port = free_port()
         yield bouncer
     finally:
         bouncer.stop()

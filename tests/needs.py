@@ -26,6 +26,7 @@ HOW = {
     "curl": "install curl",
     "pgbouncer": "install pgbouncer",
     "pyspng": "pip install pyspng",
+    "tmpfs": "run as root where `mount -t tmpfs` is allowed",
     "gpu": "run where torch sees a GPU",
 }
 NOT_IN_CI = {"gpu"}  # CI machines have none; skipped there too

@@ -22,6 +22,7 @@ tests=(
   "tests/search/test_worker.py::test_a_worker_that_can_no_longer_write_its_sqlite_file_exits_75"
   "tests/cli/test_cli.py::test_ctrl_c_leaves_no_running_trial_and_the_study_resumes"
   "tests/storage/test_postgres.py"
+  "tests/storage/test_pgbouncer.py::test_a_pooler_that_dies_costs_one_line_and_the_trial_is_retried"
 )
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

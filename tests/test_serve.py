@@ -406,7 +406,7 @@ def test_serve_refuses_to_start_with_tampered_weights(
     assert len(lines) == 1 and "model.safetensors" in lines[0] and "sha256" in lines[0]
 
 
-def test_each_worker_refuses_a_tampered_bundle(
+def test_the_worker_app_factory_refuses_a_tampered_bundle(
     exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """A bundle changed after the CLI checked it: the worker's own check (the app factory a

@@ -2,8 +2,8 @@
 line, leaves nothing half-written that looks valid, and export-best says what is missing.
 
 The slow test mounts a real tmpfs too small for anything fishopt writes there (it needs root and
-the right to mount; without them it is skipped, and the fast tests below, which make the store's
-write fail with ENOSPC in-process, cover the same code).
+the right to mount: without them it is skipped, or fails in CI; the fast tests below, which make
+the store's write fail with ENOSPC in-process, cover the same code).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import BinaryIO
 import optuna
 import pytest
 from conftest import run_cli
+from needs import require
 from optuna.trial import TrialState
 from worker_support import check_study, spec_file
 
@@ -37,7 +38,7 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        require("tmpfs", f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
     try:
         yield mount
     finally:
