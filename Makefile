@@ -4,10 +4,10 @@
 setup:
 	pip install torch==2.13.0 -e ".[test]"
 
-# A test process per core (pytest-xdist); tests that stop PostgreSQL wait for the others
-# (conftest.py, pg_url).
+# A test process per core (pytest-xdist), slow tests first and idle processes taking queued
+# tests from busy ones; tests that stop PostgreSQL wait for the others (conftest.py, pg_url).
 test:
-	python -m pytest -q -n auto --durations=25
+	python -m pytest -q -n auto --dist worksteal --durations=25
 
 lint:
 	ruff check fishopt tests bench

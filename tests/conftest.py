@@ -33,6 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first. With a test process per core, a long test collected last runs alone
+    at the end while the other processes idle; started first, the short ones fill in around it
+    (``make test`` lets an idle process take queued tests from a busy one: --dist worksteal)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
     """A folder built once per test run and then only read, even with several xdist worker
     processes (they share the parent of their temporary folders; a lock makes the others wait
