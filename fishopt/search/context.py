@@ -7,12 +7,14 @@ Kept apart from the objective and the session, which both need it: the session b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from fishopt import data
 from fishopt.data import Dataset, Split
+from fishopt.data.split_cache import kept_split
 from fishopt.errors import FishoptError
 from fishopt.search.spec import StudySpec
 
@@ -36,6 +38,7 @@ class Context:
     split: Split
     tensors: Tensors
     device: str = "cpu"
+    cache_dir: Path | None = None  # where splits are kept (data.split_cache)
     # With ``vary_split``, the tensors of other split seeds, made when a repeat first needs them.
     _other_splits: dict[int, Tensors] = field(default_factory=dict, compare=False, repr=False)
 
@@ -48,7 +51,7 @@ class Context:
             return self.tensors, base
         seed = base + repeat
         if seed not in self._other_splits:
-            split = split_for(self.spec, self.dataset, seed)
+            split = split_for(self.spec, self.dataset, seed, self.cache_dir)
             self._other_splits[seed] = make_tensors(self.dataset, split, self.device)
         return self._other_splits[seed], seed
 
@@ -72,13 +75,16 @@ def make_tensors(ds: Dataset, split: Split, device: str = "cpu") -> Tensors:
     return Tensors(*take(split.train), *take(split.valid), *take(split.test))
 
 
-def split_for(spec: StudySpec, ds: data.Dataset, seed: int) -> data.Split:
+def split_for(
+    spec: StudySpec, ds: data.Dataset, seed: int, cache_dir: Path | None = None
+) -> data.Split:
     """The spec's split of ``ds`` with ``seed``; ``split_by = "original"`` keeps every copy of
-    one original image in one part, where the file names say which original that is."""
+    one original image in one part, where the file names say which original that is. With
+    ``cache_dir``, made once there and read back by every later process."""
     if spec.split_by == "original" and ds.groups is None:
         raise FishoptError(
             f'split_by = "original": the images of {ds.source} do not say which original '
             'they were copied from (file names ending -orig<N>); use split_by = "random"'
         )
     groups = ds.groups if spec.split_by == "original" else None
-    return data.split(ds.y, spec.split, seed=seed, groups=groups)
+    return kept_split(cache_dir, ds.fingerprint, ds.y, spec.split, seed, groups)

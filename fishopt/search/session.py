@@ -195,8 +195,9 @@ def build_context(
         generate_progress=progress.generating,
     )
     seconds = time.perf_counter() - t0
-    split = split_for(spec, ds, spec.base_split_seed)
-    return Context(spec, ds, split, make_tensors(ds, split, device), device), hit, seconds
+    split = split_for(spec, ds, spec.base_split_seed, settings.cache_dir)
+    tensors = make_tensors(ds, split, device)
+    return Context(spec, ds, split, tensors, device, settings.cache_dir), hit, seconds
 
 
 # ----------------------------------------------------------------------------- the study
