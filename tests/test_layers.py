@@ -14,6 +14,7 @@ LAYERS = [
     "errors",
     "files",
     "config",
+    "logline",
     "redact",
     "claims",
     "stats",

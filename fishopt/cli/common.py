@@ -23,6 +23,7 @@ from rich.table import Column
 from typer.core import TyperCommand, TyperGroup
 
 from fishopt import config, data
+from fishopt.logline import log_lines
 
 # Typer >= 0.2x labels every value with its Python type (`<str>`, `<int range>`, `<bool>`, even
 # on --help); Click and older Typer print conventional metavars. These are what a user expects.
@@ -153,8 +154,9 @@ def _fmt(v: float) -> str:
 
 
 def _log(message: str) -> None:
-    """One plain line on stderr, passwords masked (workers' logs end up in files and CI)."""
-    print(config.redact(message, config.secrets()), file=sys.stderr, flush=True)
+    """Plain lines on stderr, passwords masked (workers' logs end up in files and CI)."""
+    for line in log_lines(message):
+        print(line, file=sys.stderr, flush=True)
 
 
 # Options shared by `study` and `worker`: one definition, so the two commands cannot drift.

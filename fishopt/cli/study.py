@@ -33,6 +33,7 @@ from fishopt.cli.common import (
     err,
     run_options,
 )
+from fishopt.logline import log_lines
 from fishopt.search import studies, summary
 from fishopt.search.session import Options, Progress, Session
 from fishopt.search.spec import StudySpec
@@ -76,7 +77,8 @@ def study_cmd(
         trials = progress.add_task("trials", total=None, info="", visible=False)
 
         def say(message: str) -> None:
-            progress.console.print(escape(config.redact(message, config.secrets())), soft_wrap=True)
+            for line in log_lines(message):
+                progress.console.print(escape(line), soft_wrap=True)
 
         def watch(task: int):
             def update(done: int, total: int) -> None:
@@ -230,8 +232,9 @@ def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
         gains = tuned_gains(spec, st)
         if gains is not None:
             console.print(gains)
-        for line in tuned_notes(spec, st):
-            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+        for note in tuned_notes(spec, st):
+            for line in log_lines(note):
+                err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
 
 
 def tuned_notes(spec: StudySpec, st: optuna.Study) -> list[str]:

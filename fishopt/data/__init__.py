@@ -3,7 +3,7 @@
 ``sources`` knows the folder layouts, ``preprocess`` turns one image into features,
 ``cache`` decodes a whole source once and keeps the arrays (with each image's original, where
 file names say it), ``split`` makes the stratified train/valid/test split (optionally keeping
-originals whole), ``synthetic`` generates the built-in fish set (``png`` writes its files fast) and
+originals whole) and ``split_cache`` keeps each split beside the arrays, ``synthetic`` generates the built-in fish set (``png`` writes its files fast) and
 ``fetch`` downloads
 the Kaggle one.
 """

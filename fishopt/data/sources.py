@@ -97,7 +97,7 @@ def choose_source(flag: str | None, configured: str | None) -> tuple[SourceSpec,
         spec = SourceSpec("synthetic")
         return spec, f"data: {spec.describe()} (FISHOPT_DATA={configured} does not exist)"
     spec = SourceSpec("synthetic")
-    return spec, f"data: {spec.describe()} (no --data given; pass --data PATH for real images)"
+    return spec, f"data: {spec.describe()}\n  no --data given: pass --data PATH for real images"
 
 
 def find_kaggle_root(path: Path) -> Path | None:

@@ -22,6 +22,7 @@ import optuna
 
 from fishopt import config
 from fishopt.errors import FishoptError
+from fishopt.logline import log_lines
 from fishopt.search.session import Options, prepare_data
 from fishopt.storage.connect import open_storage
 from fishopt.storage.sqlite import sqlite_warnings
@@ -41,8 +42,8 @@ def _child(opts: Options, tag: str, keep_model: KeepModel | None) -> None:
     ident = worker_id()
 
     def log(message: str) -> None:
-        line = config.redact(f"{tag} [{ident}] {message}", config.secrets(opts.storage))
-        print(line, file=sys.stderr, flush=True)
+        for line in log_lines(message, f"{tag} [{ident}] ", opts.storage):
+            print(line, file=sys.stderr, flush=True)
 
     try:
         _session, outcome = run_worker(opts, log, keep_model=keep_model)

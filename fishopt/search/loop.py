@@ -371,9 +371,9 @@ def run_worker(
     session.storage.retry_for = session.heartbeat.interval
     session.storage.on_reconnect = log
     log(
-        f"joined study {session.study.study_name!r} in {session.settings.storage.masked}: "
-        f"budget {session.budget}, {session.heartbeat.describe()}, "
-        f"{torch_threads()} torch threads, {session.precision}, data "
+        f"joined study {session.study.study_name!r} in {session.settings.storage.masked}:\n"
+        f"  {session.heartbeat.describe()}\n"
+        f"  budget {session.budget}, {torch_threads()} torch threads, {session.precision}, data "
         + ("from cache" if session.cache_hit else f"decoded in {session.load_seconds:.0f}s")
         + (f", {session.requeued} interrupted trial(s) queued again" if session.requeued else "")
     )
