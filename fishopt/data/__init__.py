@@ -3,9 +3,8 @@
 ``sources`` knows the folder layouts, ``preprocess`` turns one image into features,
 ``cache`` decodes a whole source once and keeps the arrays (with each image's original, where
 file names say it), ``split`` makes the stratified train/valid/test split (optionally keeping
-originals whole) and ``split_cache`` keeps each split beside the arrays, ``synthetic`` generates the built-in fish set (``png`` writes its files fast) and
-``fetch`` downloads
-the Kaggle one.
+originals whole), ``split_cache`` keeps each split beside the arrays, ``synthetic`` generates
+the built-in fish set (``png`` writes its files fast) and ``fetch`` downloads the Kaggle one.
 """
 
 from fishopt.data.cache import Dataset, Progress, content_fingerprint, decode_all, load
