@@ -9,8 +9,10 @@ with ``sys.setprofile`` over a real in-process ``fishopt study depth --data digi
   (``config.backend``, ``sqlite_path``, ``local_sqlite``...); reading a field of the parsed
   value is not a parse, and masking passwords in messages (``mask_url``) is not counted;
 - ``proc_mounts_reads``: reads of /proc/mounts (the network-filesystem check);
-- ``rooms`` / ``visits`` / ``returns``: the fishopt modules whose frames hold the URL (as a string
-  or a ``StorageURL``), in call order; a return is a visit to a module already left.
+- ``rooms`` / ``visits`` / ``returns`` / ``climbs``: the fishopt modules whose frames hold the URL
+  (as a string or a ``StorageURL``), in call order; a return is a visit to a module already
+  left, a climb a step from a lower package back up to a higher one (``LAYERS``, README's
+  "Layout": config below storage below search).
 
 It runs on any commit that has ``fishopt.cli.app``, so the same command gives the figures before
 the move (``git worktree add /tmp/before 83109de``) and after. One line per figure, ``key=value``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +40,14 @@ PARSERS = {
         "sqlite_warnings",
     )
 }
+
+
+LAYERS = ("config", "storage", "data", "search", "cli")  # lowest first
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
 
 
 def _raw_url(value: object) -> bool:
@@ -95,7 +106,9 @@ def main() -> None:
         "parsers "
         + " ".join(f"{m.removeprefix('fishopt.')}.{n}={c}" for (m, n), c in calls.items())
     )
-    print(f"rooms={len(rooms)} visits={len(visits)} returns={len(visits) - len(rooms)}")
+    climbs = sum(_layer(b) > _layer(a) for a, b in itertools.pairwise(visits))
+    returns = len(visits) - len(rooms)
+    print(f"rooms={len(rooms)} visits={len(visits)} returns={returns} climbs={climbs}")
     print("path " + " > ".join(v.removeprefix("fishopt.") for v in visits))
 
 
