@@ -88,6 +88,11 @@ def tuned(s: StudyData, defaults: StudyData | None = None) -> str:
     gain = row.gain_ci
     if row.best_at_defaults:
         text += "; its best search setting was torch's defaults, so tuning bought it nothing"
+    elif row.defaults_kept:
+        text += (
+            "; its best search setting did not beat torch's defaults on the selection half, "
+            "so its defaults stand and tuning bought it nothing the data can show"
+        )
     elif gain is not None and gain.n and not math.isnan(gain.low):
         text += (
             f"; tuning bought it {gain.mean:+.3f} F1 (95% CI {gain.low:+.3f} to "

@@ -120,6 +120,7 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
                 r.tuned.mean,
                 fmt(r.optimism) if math.isnan(r.optimism) else f"{r.optimism:+.3f}",
                 ("torch's defaults: " if r.best_at_defaults else "")
+                + ("defaults stand over: " if r.defaults_kept else "")
                 + (params_text(r.best_params) or "-"),
             ]
             for r in a.rows

@@ -26,7 +26,7 @@ from fishopt.report.analyses import (
     by_optimizer,
     compare_to_best,
 )
-from fishopt.search.tuned import best_search, edge_warnings, holds_out
+from fishopt.search.tuned import best_search, edge_warnings, holds_out, tuning_stands
 from fishopt.stats import Interval, budget_curve, expected_max, mean_ci
 
 # ------------------------------------------------------------ optimizers, tuned vs defaults
@@ -95,6 +95,9 @@ class TunedRow:
     rank_tuned: int | None
     edges: tuple[str, ...]  # best params at the edge of their range
     budget: tuple[tuple[int, float, float], ...] = ()  # (k, expected best of k, sd)
+    # The confirm runs did not beat the defaults runs on the selection half
+    # (``search.tuned.tuning_stands``): the defaults stand, and ``confirm``/``tuned`` are theirs.
+    defaults_kept: bool = False
 
     @property
     def paired(self) -> bool:
@@ -239,13 +242,17 @@ def analyse_tuned(
                 missing.append(f"{name}: not in the defaults study")
         else:
             defaults_iv = None
+        at_defaults = bool(best and best.user_attrs.get("at_defaults"))
+        kept = phased and bool(own_defaults) and not at_defaults and not tuning_stands(ts, name)
+        if kept:  # the defaults stand: what tuning delivers is their runs
+            confirm = dict(own_defaults)
         gains = {r: confirm[r] - own_defaults[r] for r in confirm if r in own_defaults}
-        partial.append((name, done, best, confirm, own_defaults, defaults_iv, gains))
+        partial.append((name, done, best, confirm, own_defaults, defaults_iv, gains, kept))
 
     rank_d = _ranks({p[0]: p[5].mean for p in partial if p[5] is not None and p[5].n})
     rank_t = _ranks({p[0]: statistics.fmean(p[3].values()) for p in partial if p[3]})
     rows = []
-    for name, done, best, confirm, own_defaults, defaults_iv, gains in partial:
+    for name, done, best, confirm, own_defaults, defaults_iv, gains, kept in partial:
         rows.append(
             TunedRow(
                 optimizer=name,
@@ -266,6 +273,7 @@ def analyse_tuned(
                 rank_tuned=rank_t.get(name),
                 edges=tuple(edge_warnings(best.params, spaces.get(name, {}))) if best else (),
                 budget=tuple(_budget(done, phased and sampler == "random")),
+                defaults_kept=kept,
             )
         )
     rows.sort(key=lambda r: (r.rank_tuned is None, r.rank_tuned or 0, r.optimizer))
@@ -356,6 +364,11 @@ def tuned_opening(a: TunedAnalysis) -> str:
         parts.append(
             f"Tuning bought {best} nothing: no search trial beat torch's defaults, so its "
             "confirm runs are its defaults runs."
+        )
+    elif t.defaults_kept:
+        parts.append(
+            f"Tuning bought {best} nothing the data can show: its best search setting did not "
+            "beat torch's defaults on the selection half, seed by seed, so its defaults stand."
         )
     elif math.isfinite(t.gain):
         notes = [] if a.default_best in (None, best) else [f"it ranked {t.rank_default} there"]

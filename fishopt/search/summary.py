@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import FrozenTrial, TrialState
 
 from fishopt.search.studies import FINISHED
+from fishopt.search.tuned import tuning_stands
 
 if TYPE_CHECKING:  # the spec module imports torch; the report reads studies without it
     from fishopt.search.spec import StudySpec
@@ -115,7 +116,18 @@ def summarize(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[GroupRow]:
     ended = [t for t in trials if t.state in (*FINISHED, TrialState.FAIL)]
     if spec.tuned:  # the tuned protocol's answer is its confirm runs, once there are any
         phase = tuned_phase(ended)
-        ended = [t for t in ended if t.user_attrs.get("phase", "search") == phase]
+        # ... or its defaults runs, for an optimizer whose tuned setting did not beat them
+        kept = {
+            name
+            for name in spec.tuned["optimizers"]
+            if phase == "confirm" and not tuning_stands(ended, name)
+        }
+        ended = [
+            t
+            for t in ended
+            if t.user_attrs.get("phase", "search")
+            == ("defaults" if t.params.get("optimizer") in kept else phase)
+        ]
     varying = varying_params(ended)
     rows = []
     for key, ts in groups(ended, by_opt).items():

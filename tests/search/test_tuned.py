@@ -18,7 +18,7 @@ from worker_support import env_for, start, trials, wait_exit
 
 from fishopt.errors import FishoptError
 from fishopt.report import tuned as report_tuned
-from fishopt.search import holdout, loop, objective, ranges, space, spec, tuned
+from fishopt.search import holdout, loop, objective, ranges, space, spec, summary, tuned
 from fishopt.search import precision as precisions
 from fishopt.search.session import Options, open_session
 from fishopt.training import optim
@@ -489,6 +489,51 @@ def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_not
     assert row.best_at_defaults and row.gains == {0: 0.0, 1: 0.0, 2: 0.0}
     assert row.optimism == pytest.approx(0.9 - 0.86)
     assert "Tuning bought Adam nothing" in report_tuned.tuned_opening(a)
+
+
+def _paired_study(confirm_select: list[float], defaults_select: list[float]) -> list:
+    """Adam's search (best 0.95, not the defaults), then paired confirm and defaults runs with
+    the given selection-half scores; each run reports its selection score minus 0.01."""
+    dist = {"optimizer": optuna.distributions.CategoricalDistribution(["Adam"])}
+    rows = [(0.9, {"phase": "search", "at_defaults": True}), (0.95, {"phase": "search"})]
+    for phase, scores in (("confirm", confirm_select), ("defaults", defaults_select)):
+        rows += [
+            (f - 0.01, {"phase": phase, "repeat": r, "select_f1": f}) for r, f in enumerate(scores)
+        ]
+    ts = []
+    for i, (value, attrs) in enumerate(rows):
+        t = optuna.trial.create_trial(
+            params={"optimizer": "Adam"}, distributions=dist, value=value, user_attrs=attrs
+        )
+        t.number = i
+        ts.append(t)
+    return ts
+
+
+def test_a_tuned_setting_stands_only_where_its_paired_runs_beat_the_defaults_on_selection() -> None:
+    """The second stage of the choice: the search's best against the defaults, seed by seed, on
+    the selection half; where it cannot show it is better, the defaults stand (gain 0)."""
+    spec_dict = _spec(SMALL.replace('["SGD", "Adam", "Rprop"]', '["Adam"]')).to_dict()
+    defaults = [0.80, 0.82, 0.81, 0.83, 0.80]
+    better = [d + 0.03 + 0.002 * r for r, d in enumerate(defaults)]
+    noisy = [d + (0.02 if r % 2 else -0.02) for r, d in enumerate(defaults)]
+    assert tuned.tuning_stands(_paired_study(better, defaults), "Adam")
+    assert not tuned.tuning_stands(_paired_study(noisy, defaults), "Adam")
+    assert tuned.tuning_stands(_paired_study(noisy[:2], defaults[:2]), "Adam")  # undecided yet
+    assert tuned.tuning_stands(_paired_study(noisy, []), "Adam")  # protocol 1: no defaults runs
+
+    kept = report_tuned.analyse_tuned(_paired_study(noisy, defaults), spec_dict)
+    (row,) = kept.rows
+    assert row.defaults_kept and not row.best_at_defaults
+    assert row.confirm == row.defaults_runs and set(row.gains.values()) == {0.0}
+    assert row.tuned.mean == pytest.approx(row.defaults.mean)
+    assert "its defaults stand" in report_tuned.tuned_opening(kept)
+    stood = report_tuned.analyse_tuned(_paired_study(better, defaults), spec_dict)
+    (row,) = stood.rows
+    assert not row.defaults_kept and row.gain == pytest.approx(0.034)
+    s = _spec(SMALL.replace('["SGD", "Adam", "Rprop"]', '["Adam"]'))
+    (group,) = summary.summarize(s, _paired_study(noisy, defaults))  # the CLI's table agrees
+    assert {t.user_attrs["phase"] for t in group.trials} == {"defaults"}
 
 
 @pytest.mark.slow
