@@ -117,7 +117,7 @@ def tuned_section(doc: Doc, s: StudyData, d: StudyData | None) -> None:
                 r.optimizer,
                 r.best_trial if r.best_trial is not None else "-",
                 r.best_search_value,
-                r.tuned.mean,
+                r.confirm_mean,
                 fmt(r.optimism) if math.isnan(r.optimism) else f"{r.optimism:+.3f}",
                 ("torch's defaults: " if r.best_at_defaults else "")
                 + ("defaults stand over: " if r.defaults_kept else "")

@@ -98,6 +98,12 @@ class TunedRow:
     # The confirm runs did not beat the defaults runs on the selection half
     # (``search.tuned.tuning_stands``): the defaults stand, and ``confirm``/``tuned`` are theirs.
     defaults_kept: bool = False
+    candidate: Interval | None = None  # with defaults_kept: the search's best's confirm runs
+
+    @property
+    def confirm_mean(self) -> float:
+        """The mean of the runs that re-ran the search's best (not the defaults that stood)."""
+        return (self.candidate or self.tuned).mean
 
     @property
     def paired(self) -> bool:
@@ -118,7 +124,7 @@ class TunedRow:
     def optimism(self) -> float:
         """Best search score minus the confirm mean: what picking the best of the search
         promised beyond what re-running it delivered (the selection's optimism)."""
-        return self.best_search_value - self.tuned.mean if self.tuned.n else math.nan
+        return self.best_search_value - self.confirm_mean if self.tuned.n else math.nan
 
 
 @dataclass(frozen=True)
@@ -244,15 +250,18 @@ def analyse_tuned(
             defaults_iv = None
         at_defaults = bool(best and best.user_attrs.get("at_defaults"))
         kept = phased and bool(own_defaults) and not at_defaults and not tuning_stands(ts, name)
+        candidate = mean_ci(list(confirm.values())) if kept else None
         if kept:  # the defaults stand: what tuning delivers is their runs
             confirm = dict(own_defaults)
         gains = {r: confirm[r] - own_defaults[r] for r in confirm if r in own_defaults}
-        partial.append((name, done, best, confirm, own_defaults, defaults_iv, gains, kept))
+        partial.append(
+            (name, done, best, confirm, own_defaults, defaults_iv, gains, (kept, candidate))
+        )
 
     rank_d = _ranks({p[0]: p[5].mean for p in partial if p[5] is not None and p[5].n})
     rank_t = _ranks({p[0]: statistics.fmean(p[3].values()) for p in partial if p[3]})
     rows = []
-    for name, done, best, confirm, own_defaults, defaults_iv, gains, kept in partial:
+    for name, done, best, confirm, own_defaults, defaults_iv, gains, (kept, cand) in partial:
         rows.append(
             TunedRow(
                 optimizer=name,
@@ -274,6 +283,7 @@ def analyse_tuned(
                 edges=tuple(edge_warnings(best.params, spaces.get(name, {}))) if best else (),
                 budget=tuple(_budget(done, phased and sampler == "random")),
                 defaults_kept=kept,
+                candidate=cand,
             )
         )
     rows.sort(key=lambda r: (r.rank_tuned is None, r.rank_tuned or 0, r.optimizer))

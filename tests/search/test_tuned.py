@@ -527,6 +527,8 @@ def test_a_tuned_setting_stands_only_where_its_paired_runs_beat_the_defaults_on_
     assert row.defaults_kept and not row.best_at_defaults
     assert row.confirm == row.defaults_runs and set(row.gains.values()) == {0.0}
     assert row.tuned.mean == pytest.approx(row.defaults.mean)
+    # the optimism is still the search's best against the runs that re-ran it
+    assert row.optimism == pytest.approx(0.95 - (np.mean(noisy) - 0.01))
     assert "its defaults stand" in report_tuned.tuned_opening(kept)
     stood = report_tuned.analyse_tuned(_paired_study(better, defaults), spec_dict)
     (row,) = stood.rows
