@@ -467,8 +467,20 @@ def test_the_budget_curve_of_defaults_first_then_draws_is_exact() -> None:
     assert iv.mean == pytest.approx(0.025) and iv.low < iv.mean < iv.high
 
 
-def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_nothing() -> None:
+def _adam_trials(rows: list[tuple[float, dict]]) -> list:
+    """Finished Adam trials numbered in order, one per (value, user attributes) row."""
     dist = {"optimizer": optuna.distributions.CategoricalDistribution(["Adam"])}
+    ts = []
+    for i, (value, attrs) in enumerate(rows):
+        t = optuna.trial.create_trial(
+            params={"optimizer": "Adam"}, distributions=dist, value=value, user_attrs=attrs
+        )
+        t.number = i
+        ts.append(t)
+    return ts
+
+
+def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_nothing() -> None:
     spec_dict = _spec(SMALL.replace('["SGD", "Adam", "Rprop"]', '["Adam"]')).to_dict()
     rows = [(0.9, {"phase": "search", "at_defaults": True}), (0.8, {"phase": "search"})]
     rows += [(0.9, {"phase": "search"})]  # a tie goes to the earlier trial: the defaults
@@ -477,13 +489,7 @@ def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_not
         for r in range(3)
         for p in ("defaults", "confirm")
     ]
-    ts = []
-    for i, (value, attrs) in enumerate(rows):
-        t = optuna.trial.create_trial(
-            params={"optimizer": "Adam"}, distributions=dist, value=value, user_attrs=attrs
-        )
-        t.number = i
-        ts.append(t)
+    ts = _adam_trials(rows)
     a = report_tuned.analyse_tuned(ts, spec_dict)
     (row,) = a.rows
     assert row.best_at_defaults and row.gains == {0: 0.0, 1: 0.0, 2: 0.0}
@@ -494,20 +500,12 @@ def test_when_no_search_trial_beats_the_defaults_the_page_says_tuning_bought_not
 def _paired_study(confirm_select: list[float], defaults_select: list[float]) -> list:
     """Adam's search (best 0.95, not the defaults), then paired confirm and defaults runs with
     the given selection-half scores; each run reports its selection score minus 0.01."""
-    dist = {"optimizer": optuna.distributions.CategoricalDistribution(["Adam"])}
     rows = [(0.9, {"phase": "search", "at_defaults": True}), (0.95, {"phase": "search"})]
     for phase, scores in (("confirm", confirm_select), ("defaults", defaults_select)):
         rows += [
             (f - 0.01, {"phase": phase, "repeat": r, "select_f1": f}) for r, f in enumerate(scores)
         ]
-    ts = []
-    for i, (value, attrs) in enumerate(rows):
-        t = optuna.trial.create_trial(
-            params={"optimizer": "Adam"}, distributions=dist, value=value, user_attrs=attrs
-        )
-        t.number = i
-        ts.append(t)
-    return ts
+    return _adam_trials(rows)
 
 
 def test_a_tuned_setting_stands_only_where_its_paired_runs_beat_the_defaults_on_selection() -> None:
