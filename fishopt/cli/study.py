@@ -125,18 +125,20 @@ def study_cmd(
         )
     st = session.study
     if outcome.reason == "interrupted":
-        err.print(
-            f"[yellow]interrupted: the running trial was marked FAIL and will be re-run;"
-            f" run the same command to resume {st.study_name!r}[/yellow]",
-            soft_wrap=True,
+        message = (
+            "interrupted: the running trial was marked FAIL and will be re-run;"
+            f" run the same command to resume {st.study_name!r}"
         )
+        for line in log_lines(message):
+            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
         raise typer.Exit(outcome.exit_code)  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
     if outcome.reason == "budget" and outcome.ran == 0:
-        err.print(
+        message = (
             f"study {st.study_name!r} already has {studies.finished_count(st)} finished trials "
-            f"(budget {session.budget}); pass --n-trials to extend it",
-            soft_wrap=True,
+            f"(budget {session.budget}); pass --n-trials to extend it"
         )
+        for line in log_lines(message):
+            err.print(escape(line), soft_wrap=True)
     else:
         err.print(f"finished in {time.perf_counter() - started:.1f}s")
     _print_summary(session.spec, st)
