@@ -81,15 +81,11 @@ def trial_note(trial: FrozenTrial) -> str:
 
 def save_study_note(study: optuna.Study, identity: dict) -> None:
     """The study's note from what it was created from (``identity``: spec, data, split)."""
-    from optuna_dashboard import save_note
-
-    save_note(study, study_note(study.study_name, identity))
+    fence.write_note(study, study_note(study.study_name, identity))
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
-    from optuna_dashboard import save_note
-
-    save_note(fence.trial_ref(study, trial), trial_note(trial))  # type: ignore[arg-type]
+    fence.write_note(fence.trial_ref(study, trial), trial_note(trial))
 
 
 def _num(v: object) -> str:

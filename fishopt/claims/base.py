@@ -17,6 +17,14 @@ SEED = 0  # every resample is seeded: the same study always gives the same repor
 METHOD = "Tukey's studentized range on the ranks of all runs, permutation critical value"
 
 
+def scipy_stats():
+    """scipy.stats, imported on first use: it costs about 0.8 s of CPU, and every worker imports
+    this package (the tuned protocol's rule lives here) without ever computing a claim."""
+    from scipy import stats
+
+    return stats
+
+
 def _finite(values: Sequence[float | None]) -> np.ndarray:
     arr = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
     return arr[np.isfinite(arr)]

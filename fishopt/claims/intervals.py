@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
-from fishopt.claims.base import LEVEL, MIN_SEEDS, RESAMPLES, SEED, _finite
+from fishopt.claims.base import LEVEL, MIN_SEEDS, RESAMPLES, SEED, _finite, scipy_stats
 
 # ----------------------------------------------------------------------------- intervals
 
@@ -52,7 +51,7 @@ def mean_intervals(
         # Nearly identical values make scipy warn about precision; they get an interval only
         # when they differ at all, and then the t interval is the right answer.
         warnings.simplefilter("ignore", RuntimeWarning)
-        ci = sps.ttest_1samp(x, 0.0, axis=-1).confidence_interval(LEVEL)
+        ci = scipy_stats().ttest_1samp(x, 0.0, axis=-1).confidence_interval(LEVEL)
     low, high = np.asarray(ci.low, dtype=float), np.asarray(ci.high, dtype=float)
     if bounds is not None:
         low, high = np.clip(low, *bounds), np.clip(high, *bounds)
@@ -112,7 +111,7 @@ def accuracy_intervals(correct: np.ndarray, n: int) -> tuple[np.ndarray, np.ndar
     k = np.asarray(correct, dtype=np.int64)
     low, high = np.empty(k.shape), np.empty(k.shape)
     for count in np.unique(k):
-        ci = sps.binomtest(int(count), int(n)).proportion_ci(LEVEL, method="exact")
+        ci = scipy_stats().binomtest(int(count), int(n)).proportion_ci(LEVEL, method="exact")
         low[k == count], high[k == count] = ci.low, ci.high
     return low, high
 

@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
-from fishopt.claims.base import ALPHA, METHOD, PERMUTATIONS, SEED, _finite
+from fishopt.claims.base import ALPHA, METHOD, PERMUTATIONS, SEED, _finite, scipy_stats
 
 # ------------------------------------------------------------------------------ who wins
 
@@ -95,7 +94,7 @@ def _null(sizes: tuple[int, ...], pooled: tuple[float, ...]) -> tuple[np.ndarray
     arr = np.asarray(pooled, dtype=float)
     cuts = np.cumsum(sizes)[:-1]
     groups = np.split(arr, cuts)
-    res = sps.permutation_test(
+    res = scipy_stats().permutation_test(
         groups,
         _max_gap(np.asarray(sizes, dtype=float)),
         permutation_type="independent",
@@ -126,7 +125,7 @@ def pairwise_p(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     *batch, k, n = scores.shape
     flat = scores.reshape(-1, k * n)
-    ranks = sps.rankdata(flat, axis=1)
+    ranks = scipy_stats().rankdata(flat, axis=1)
     sizes = np.full(k, n, dtype=float)
     grouped = ranks.reshape(-1, k, n)
     sse = ((grouped - grouped.mean(-1, keepdims=True)) ** 2).sum((-2, -1))
@@ -180,7 +179,7 @@ def decide(table: Mapping[str, Sequence[float | None]], alpha: float = ALPHA) ->
             tuple(arms), (), {}, untested,
         )  # fmt: skip
     sizes = np.array([counts[a] for a in arms], dtype=float)
-    ranks = sps.rankdata(np.concatenate([values[a] for a in arms]))
+    ranks = scipy_stats().rankdata(np.concatenate([values[a] for a in arms]))
     groups = np.split(ranks, np.cumsum(sizes)[:-1].astype(int))
     mean_ranks = np.array([g.mean() for g in groups])
     sse = np.array(sum(((g - g.mean()) ** 2).sum() for g in groups))

@@ -27,6 +27,10 @@ from fishopt.storage.rdb import Storage
 from fishopt.storage.retry import retried
 from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
 
+# How long opening a storage keeps trying through a refused or restarting server: longer than
+# a PostgreSQL restart, short enough that a mistyped port is reported within seconds.
+OPEN_PATIENCE = 5.0
+
 # Errors from several processes creating the same tables at once, or from a server that is
 # restarting; worth another try.
 _TRANSIENT = (
@@ -154,8 +158,7 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
         return any(t in words(exc).lower() for t in _TRANSIENT)
 
     try:
-        # About 5 s of tries: longer than a PostgreSQL restart.
-        return retried(make, transient, patience=5.0, wait=lambda: 0.2 + random.random())
+        return retried(make, transient, patience=OPEN_PATIENCE, wait=lambda: 0.2 + random.random())
     except ImportError as exc:
         raise FishoptError(
             f"storage {url.masked}: driver missing ({exc.name}); for "

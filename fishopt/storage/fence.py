@@ -1,4 +1,4 @@
-"""Every private Optuna name fishopt uses, in one fenced room.
+"""Every private Optuna (and optuna-dashboard) name fishopt uses, in one fenced room.
 
 Optuna's public API has no trial id, no study id, no one-transaction write and no access to the
 tables behind ``RDBStorage``; fishopt needs all of them (a worker's own-trial cache, one-statement
@@ -12,10 +12,14 @@ passed on.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
+import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import optuna
@@ -67,6 +71,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.trial", "FrozenTrial._distributions"),
     ("optuna.trial", "FrozenTrial._user_attrs"),
     ("optuna.trial", "FrozenTrial._system_attrs"),
+    ("optuna_dashboard._note", "save_note"),
 )
 
 
@@ -177,6 +182,35 @@ class TrialRef:
 
 def trial_ref(study: optuna.Study, trial: FrozenTrial) -> TrialRef:
     return TrialRef(study._storage, study, trial._trial_id)
+
+
+@functools.cache
+def dashboard_notes() -> ModuleType:
+    """optuna-dashboard's note module (``save_note``, ``get_note``), without its package.
+
+    ``import optuna_dashboard`` loads the web app and, through its importance view,
+    scikit-learn and scipy: 1.3 s of CPU in every worker that creates a study only to write its
+    note. ``_note`` needs nothing but Optuna, so it is loaded from its file under a name of its
+    own; a process that has imported the dashboard already uses the dashboard's copy.
+    """
+    loaded = sys.modules.get("optuna_dashboard._note")
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("optuna_dashboard")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("optuna-dashboard is not installed", name="optuna_dashboard")
+    path = f"{next(iter(package.submodule_search_locations))}/_note.py"
+    spec = importlib.util.spec_from_file_location("fishopt.storage._dashboard_note", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"optuna-dashboard has no {path}", name="optuna_dashboard")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_note(target: optuna.Study | TrialRef, body: str) -> None:
+    """``optuna_dashboard.save_note``: a study's or a trial's note, in the dashboard's format."""
+    dashboard_notes().save_note(target, body)
 
 
 class FilteredStudy:

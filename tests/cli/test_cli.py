@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from worker_support import REPO, Held, signal_taken, start, trials, wait_exit, wait_for
 
 from fishopt.cli import app
+from fishopt.storage import connect
 
 TINY = "synthetic:12:118x89"
 
@@ -222,6 +223,7 @@ def test_storage_errors_mask_the_password(
     tmp_path: Path, env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     url = "postgresql+psycopg://fish:hunter2secret@127.0.0.1:1/nowhere"
+    monkeypatch.setattr(connect, "OPEN_PATIENCE", 0.0)  # one try: the message is the subject
     code, out, err = run_main(
         monkeypatch, capsys, "study", "optimizers", "--data", "digits", "--storage", url
     )
@@ -289,6 +291,7 @@ def test_a_bad_storage_is_reported_before_any_data_is_read(
     """Opening the storage comes first: no images are generated or decoded for a study that
     cannot be stored."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(connect, "OPEN_PATIENCE", 0.0)  # one try: the order is the subject
     cache = tmp_path / "fresh-cache"
     for command in ("study", "worker"):
         code, _out, err = run_main(

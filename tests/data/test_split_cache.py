@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+from optuna_dashboard import get_note
 
 from fishopt.data import split_cache
 from fishopt.data.split import Split, split
@@ -53,19 +55,25 @@ def test_a_damaged_or_foreign_file_is_made_again_and_an_unwritable_cache_costs_n
     _same(kept_split(not_a_folder / "cache", "fp", Y, (0.8, 0.1, 0.1), seed=0), made)
 
 
-def test_a_worker_with_a_warm_cache_never_imports_scikit_learn(tmp_path: Path) -> None:
-    """What the cache is for: a worker's start without scikit-learn (about 1 s of CPU)."""
+def test_a_worker_with_a_warm_cache_never_imports_scikit_learn_or_scipy(tmp_path: Path) -> None:
+    """What the cache is for: a worker's start without scikit-learn or scipy (about 2 s of CPU),
+    even one that creates its study and writes the dashboard's note for it."""
     storage = f"sqlite:///{tmp_path / 's.db'}"
     args = ["depth", "--data", "digits", "--n-trials", "1", "--epochs", "1"]
     args += ["--storage", storage, "--cache-dir", str(tmp_path), "--threads", "1"]
     probe = (
         "import sys, runpy; sys.argv = ['fishopt', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('fishopt.cli', run_name='__main__')\n"
-        "finally:\n    print('sklearn' in sys.modules, file=sys.stderr)\n"
+        "finally:\n    print(*(m in sys.modules for m in ('sklearn', 'scipy')), file=sys.stderr)\n"
     )
     first = subprocess.run([sys.executable, "-c", probe, "study", *args], capture_output=True)
     assert first.returncode == 0, first.stderr.decode()
-    assert first.stderr.decode().splitlines()[-1] == "True"  # made the split, loaded digits
-    again = subprocess.run([sys.executable, "-c", probe, "worker", *args], capture_output=True)
+    assert first.stderr.decode().splitlines()[-1] == "True True"  # made the split, loaded digits
+    # Another study on the same data: a new study, its note, a trial, and neither library.
+    again = subprocess.run(
+        [sys.executable, "-c", probe, "worker", *args, "--name", "again"], capture_output=True
+    )
     assert again.returncode == 0, again.stderr.decode()
-    assert again.stderr.decode().splitlines()[-1] == "False"
+    assert again.stderr.decode().splitlines()[-1] == "False False"
+    st = optuna.load_study(study_name="again", storage=storage)
+    assert "again" in get_note(st) and len(st.trials) == 1

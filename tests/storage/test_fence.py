@@ -8,9 +8,11 @@ pyproject.toml.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import optuna
+import pytest
 
 import fishopt
 from fishopt.storage import fence
@@ -72,3 +74,24 @@ def test_the_fence_check_sees_a_name_that_is_gone(monkeypatch) -> None:
     assert "optuna.trial.FrozenTrial._no_such_attribute" in fence.missing_names()
     monkeypatch.setattr(fence, "PRIVATE_NAMES", (("optuna.nowhere", "x"),))
     assert fence.missing_names() == ["optuna.nowhere (module)"]
+
+
+def test_notes_written_without_the_dashboard_package_are_the_dashboards_notes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The note module loaded from its file (what a worker uses, to spare it scikit-learn)
+    writes notes that optuna-dashboard's own ``get_note`` reads back, version after version."""
+    from optuna_dashboard import get_note
+
+    monkeypatch.delitem(sys.modules, "optuna_dashboard._note", raising=False)
+    alone = fence.dashboard_notes.__wrapped__()
+    assert alone.__name__ == "fishopt.storage._dashboard_note"
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    alone.save_note(study, "first")
+    alone.save_note(study, "**second** " + "x" * 5000)  # longer than one system attr holds
+    ref = fence.trial_ref(study, study.trials[0])
+    alone.save_note(ref, "trial")
+    assert get_note(study) == "**second** " + "x" * 5000
+    assert get_note(ref) == "trial"  # type: ignore[arg-type]
