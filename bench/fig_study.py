@@ -21,7 +21,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.common import Figure
-from fishopt import config
+from fishopt import config, shutdown
 from fishopt.bundle.artifacts import keep_best
 from fishopt.search import claim, loop, summary
 from fishopt.search.session import Options, Session, build_context, open_study, spec_for
@@ -76,6 +76,7 @@ def _silent(_message: str) -> None:
 
 def _worker(job: Job, threads: int, barrier) -> None:
     torch.set_num_threads(threads)  # first, before any tensor work
+    shutdown.install()  # ends as a `fishopt worker` process does
     quiet()
     _start_up()
     loop.run_worker(

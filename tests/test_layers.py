@@ -19,6 +19,7 @@ LAYERS = [
     "claims",
     "stats",
     "storage",
+    "shutdown",
     "data",
     "training",
     "notes",

@@ -25,12 +25,13 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """The ``fishopt`` entry point: user mistakes as one line, bugs as a masked traceback."""
-    from fishopt import redact
+    from fishopt import redact, shutdown
 
     # Masks passwords in what other code prints and filters the third-party warnings a user
     # can do nothing about; the one place for warning filters (``redact.quiet_warnings``), also
     # run by every `--jobs` child.
     redact.install()
+    shutdown.install()  # the storages closed at exit, and no collection over torch's heap
     try:
         app()
     except FishoptError as exc:

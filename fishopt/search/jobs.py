@@ -34,10 +34,11 @@ KeepModel = Callable[[Path, Log], Callable[..., None]]  # as ``loop.KeepModel``
 def _child(opts: Options, tag: str, keep_model: KeepModel | None) -> None:
     """A child's whole life: its own process group, the loop, an exit code."""
     os.setsid()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
-    from fishopt import redact
+    from fishopt import redact, shutdown
     from fishopt.search.loop import run_worker, worker_id
 
     redact.install()
+    shutdown.install()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a fresh interpreter: say it again
     ident = worker_id()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,10 @@ from fishopt.storage.locks import PostgresLock
 from fishopt.storage.rdb import Storage
 from fishopt.storage.retry import retried
 from fishopt.storage.sqlite import SQLITE_BUSY_TIMEOUT, prepare_sqlite, sqlite_fast_commits
+
+# The engine of every storage this process opened, closed together at its end (``close_all``);
+# an engine can outlive its storage object, kept by a reference cycle.
+_ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
 # How long opening a storage keeps trying through a refused or restarting server: longer than
 # a PostgreSQL restart, short enough that a mistyped port is reported within seconds.
@@ -147,6 +152,7 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
         storage.url = url
         if url.local_sqlite:
             sqlite_fast_commits(storage)
+        _ENGINES.add(storage.engine)
         return storage
 
     def words(exc: BaseException) -> str:
@@ -170,3 +176,12 @@ def open_storage(url: StorageURL | str, *, heartbeat: bool | config.Heartbeat = 
         raise FishoptError(
             config.redact(f"cannot open storage {url.masked}: {first}", config.secrets(url.text))
         ) from None
+
+
+def close_all() -> None:
+    """Close the pooled connections of every storage this process opened. Closing the last
+    connection to a SQLite file folds its write-ahead log back into the file, so a copy of
+    ``fishopt.db`` alone holds every trial; PostgreSQL sees a clean goodbye, not a dropped
+    connection. Connections another thread still holds are left to it."""
+    for engine in list(_ENGINES):
+        engine.dispose()
