@@ -112,6 +112,9 @@ class Outcome:
     exit_code: int
 
 
+POLL_FIRST, POLL_MAX = 0.05, 0.5  # seconds between counts while waiting for running trials
+
+
 def _sleep(seconds: float, flags: Flags) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end and not (flags.soft or flags.hard):
@@ -176,7 +179,10 @@ def run(
     all_callbacks = [repeat_callback(ctx.spec), remember, *callbacks]
     # The tuned protocol decides which trial comes next (which optimizer, which phase).
     plan = (lambda s, ts: tuned.plan(s, ctx.spec.tuned, ts)) if ctx.spec.tuned else None
-    poll = 0.5  # one cheap count per poll: a waiting worker sees the end of the budget at once
+    # One cheap count per poll. A worker waits when the budget is all claimed: the last trials
+    # often end within a second, so the first polls come fast (a worker that waited 0.5 s for
+    # the last 0.1 s trial left a core idle for the rest), and then slow down to 0.5 s.
+    poll = POLL_FIRST
     started = time.monotonic()
     ran = fails_in_row = 0
     waiting_said = False
@@ -216,6 +222,7 @@ def run(
                         continue
                     ran += 1
                     waiting_said = False
+                    poll = POLL_FIRST
                     state = last["trial"].state if "trial" in last else TrialState.FAIL
                     fails_in_row = fails_in_row + 1 if state == TrialState.FAIL else 0
                     if fails_in_row >= MAX_FAILS_IN_A_ROW:
@@ -235,6 +242,7 @@ def run(
             flags.interruptible = True
             try:
                 _sleep(poll, flags)
+                poll = min(poll * 1.5, POLL_MAX)
             finally:
                 flags.interruptible = False
     except KeyboardInterrupt:
