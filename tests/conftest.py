@@ -33,11 +33,21 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+SLOW_SECONDS = 10  # what a ``slow`` test without ``seconds=`` is taken to last
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    slow = item.get_closest_marker("slow")
+    return 0.0 if slow is None else float(slow.kwargs.get("seconds", SLOW_SECONDS))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first. With a test process per core, a long test collected last runs alone
-    at the end while the other processes idle; started first, the short ones fill in around it
-    (``make test`` lets an idle process take queued tests from a busy one: --dist worksteal)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, longest first. With a test process per core, a long test collected
+    last runs alone at the end while the other processes idle; started first, the short ones
+    fill in around it (``make test`` lets an idle process take queued tests from a busy one:
+    --dist worksteal). A process cannot take a busy one's last queued test, so that test
+    should be short: ``slow(seconds=N)`` gives the order (rough seconds on 2 cores)."""
+    items.sort(key=lambda item: -_expected_seconds(item))
 
 
 def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:

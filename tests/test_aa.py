@@ -64,7 +64,7 @@ def _runs(cache: Path) -> np.ndarray:
     return np.array(scores).reshape(FAMILIES, ARMS, SEEDS)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_one_setting_dealt_into_three_arms_claims_at_most_alpha(tmp_path: Path):
     runs = _runs(tmp_path / "cache")
     assert len(np.unique(runs)) > runs.size // 2  # seeds make different runs (some tie)

@@ -121,7 +121,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_a_normal_run_prints_no_warnings(tmp_path: Path) -> None:
     """A TPE study in `--jobs 2` children (which inherit no filters), then export and report
     on the same storage: stderr has progress lines and nothing else."""

@@ -158,7 +158,7 @@ def test_sigterm_once_finishes_the_trial_twice_stops_it_now(
     assert queued[0].user_attrs["retry_of"] == stopped.number
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_sigkill_all_workers_then_one_retries_stale_trials_first(
     tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:

@@ -29,7 +29,7 @@ def _report(result: chaos.Result) -> str:
     return "\n".join([*result.lines(), *result.audit.problems, result.output[-3000:]])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
         "postgresql", workers=4, budget=10, epochs=12, kills=2, restarts=2, stops=1,
@@ -44,7 +44,7 @@ def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     assert result.audit.best_artifact == "ok"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=18)
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
     plan = chaos.Plan(
         "sqlite", workers=3, budget=8, epochs=8, kills=2, interval=1, grace=3, timeout=240,

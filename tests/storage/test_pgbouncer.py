@@ -37,7 +37,8 @@ from bench import pgserver
 from fishopt.storage import locks
 from fishopt.storage.connect import open_storage
 
-pytestmark = pytest.mark.slow
+# One throwaway server for the module's tests (about 40 s together): they stay together.
+pytestmark = pytest.mark.slow(seconds=25)
 
 MAX_CONNECTIONS = 10
 POOL = 5  # PgBouncer's server connections, all workers together

@@ -54,7 +54,7 @@ def _without_password(url: str) -> str:
     return sqlalchemy.engine.make_url(url).set(password=None).render_as_string(hide_password=False)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_four_workers_share_a_study_while_fishopt_dashboard_reads_it(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
@@ -119,7 +119,7 @@ def _study_attrs(url: str, name: str) -> list:
     return [st.user_attrs, st._storage.get_study_system_attrs(st._study_id)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=22)
 def test_sigkill_one_of_four_workers_retries_its_trial_once(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
 ) -> None:
@@ -195,7 +195,7 @@ def _cut_budget(url: str, name: str) -> int:
     return budget
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_password_never_appears_in_output(pg_url: str, tmp_path: Path) -> None:
     secret = "S3cret-never-shown"
     parsed = sqlalchemy.engine.make_url(pg_url)
@@ -296,7 +296,7 @@ def _reachable() -> bool:
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=22)
 @pytest.mark.stops_postgresql
 def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
@@ -332,7 +332,7 @@ def test_worker_that_loses_the_storage_exits_and_its_trial_is_retried(
     assert ts[retry_number].user_attrs["seed"] == ts[held].user_attrs["seed"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 @pytest.mark.stops_postgresql
 def test_a_postgresql_restart_costs_the_workers_a_pause_not_the_study(
     pg_url: str, tiny_fish: Path, fish_cache: Path, tmp_path: Path
