@@ -1,8 +1,9 @@
 """How a fishopt process ends: its storages closed, then no garbage collection over its heap.
 
 Interpreter shutdown runs a garbage collection over every object still alive; once torch and
-its compiler front-end are imported that takes about 0.6 s of CPU (0.76 s from a script's last
-line to its process's end, 0.16 s with the collector frozen: ``bench/NOTES.md``), to free memory
+its compiler front-end are imported that takes about 0.55 s of CPU (0.73 s from a script's
+last line to its process's end, 0.16 s with the collector frozen: ``python -m bench.exit_cost``,
+``bench/NOTES.md``), to free memory
 the operating system takes back anyway. Every fishopt process pays it: each worker, each
 ``--jobs`` child, each command. Frozen, the collector skips that pass; what it would have
 finalized is only what a reference cycle alone keeps alive, and of that only the storages
