@@ -133,7 +133,13 @@ def spec_and_note(opts: Options, storage: Storage) -> tuple[specs.StudySpec, str
         base = recorded_spec(stored)
     else:
         kept = _kept_spec(storage, opts.name or base.name) if _bundled(opts.study) else None
-        if kept is not None and kept.fingerprint() != base.fingerprint():
+        # What a flag can set (--epochs, --seed, --image-size) is not the file changing.
+        as_kept = (
+            base.with_overrides(epochs=kept.epochs, seed=kept.seed, image_size=kept.image_size)
+            if kept is not None
+            else base
+        )
+        if kept is not None and kept.fingerprint() != as_kept.fingerprint():
             base = kept
             note = (
                 f"study {opts.name or base.name!r} keeps the spec it was created with "

@@ -84,6 +84,9 @@ def test_a_full_study_made_before_the_new_defaults_resumes_with_its_own_spec(
     fresh = open_session(Options(study="full", name="full-2", **common), distributed=False)
     assert fresh.ctx.spec.pruner["name"] == spec.load("full").pruner["name"]
     assert not any("keeps the spec" in n for n in fresh.warnings)
+    # Joined with the same --epochs: the stored spec differs from the file only by the flag.
+    joined = open_session(Options(study="full", name="full-2", **common), distributed=False)
+    assert not any("keeps the spec" in n for n in joined.warnings), joined.warnings
 
 
 def _digits_spec(**extra: object) -> spec.StudySpec:
