@@ -210,7 +210,9 @@ def run(
                     taken.clear()
                     current.pop("trial", None)
                     try:
-                        st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
+                        # Dead trials were just failed (or none is RUNNING): see ``claiming``.
+                        with _claiming(session.storage):
+                            st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
                     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
                         # Paused past the grace period (a frozen machine, SIGSTOP): the trial
                         # was failed and is retried elsewhere. Refused in the objective
@@ -262,6 +264,13 @@ def run(
         message = str(exc) if isinstance(exc, heartbeats.StorageLost) else _first_line(exc)
         log(f"error: {mask_url(message)}")
         return Outcome(ran, "storage", heartbeats.EXIT_STORAGE_LOST)
+
+
+def _claiming(storage: object) -> contextlib.AbstractContextManager:
+    """fishopt's storage's ``claiming`` scope; nothing for another storage (a bench's
+    in-memory bound)."""
+    claiming = getattr(storage, "claiming", None)
+    return claiming() if claiming is not None else contextlib.nullcontext()
 
 
 def _from_storage(exc: BaseException) -> bool:

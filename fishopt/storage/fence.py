@@ -11,23 +11,26 @@ passed on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna import distributions
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session as scoped_session
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["PRIVATE_NAMES", "models", "scoped_session"]
 
@@ -133,6 +136,24 @@ def rdb_session(storage: RDBStorage, commit: bool = False) -> Any:
     return scoped_session(storage.scoped_session, commit)
 
 
+@contextlib.contextmanager
+def rdb_connection(storage: RDBStorage, ignore_integrity_error: bool = False) -> Iterator[Any]:
+    """A plain connection of ``storage`` in one transaction, for statements that need no ORM
+    object: an ORM session's set-up and commit cost as much as running one of them (0.15 ms of
+    0.3, a dozen times a trial). Committed at the end; errors are raised as Optuna's sessions
+    raise them (a database error as ``StorageInternalError``), which the retries know."""
+    try:
+        with storage.engine.begin() as conn:
+            yield conn
+    except sqlalchemy.exc.IntegrityError:
+        if not ignore_integrity_error:
+            raise
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise optuna.exceptions.StorageInternalError(
+            "An exception is raised during the commit."
+        ) from exc
+
+
 def set_param(trial: FrozenTrial, name: str, value: Any, distribution: Any) -> None:
     """Change a kept FrozenTrial in place (its public setters re-validate the whole trial)."""
     trial._params[name] = value
@@ -145,18 +166,78 @@ def with_part(trial: FrozenTrial, part: int, rows: list[tuple]) -> FrozenTrial:
     Optuna's ``_build_frozen_trial_from_trial_model`` does. The other parts are shared with
     ``trial``, which is left as it was."""
     out = copy.copy(trial)
+    _set_part(out, part, rows)
+    return out
+
+
+def _set_part(trial: FrozenTrial, part: int, rows: list[tuple]) -> None:
     if part == 0:
         dists = {name: distributions.json_to_distribution(js) for name, _v, js in rows}
-        out._params = {name: dists[name].to_external_repr(v) for name, v, _js in rows}
-        out._distributions = dists
+        trial._params = {name: dists[name].to_external_repr(v) for name, v, _js in rows}
+        trial._distributions = dists
     elif part == 1:
         decode = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-        out.intermediate_values = {step: decode(v, kind) for step, v, kind in rows}
+        trial.intermediate_values = {step: decode(v, kind) for step, v, kind in rows}
     elif part == 2:
-        out._user_attrs = {key: json.loads(js) for key, js in rows}
+        trial._user_attrs = {key: json.loads(js) for key, js in rows}
     else:
-        out._system_attrs = {key: json.loads(js) for key, js in rows}
-    return out
+        trial._system_attrs = {key: json.loads(js) for key, js in rows}
+
+
+def frozen_from_rows(row: tuple, values: list[tuple], parts: list[list[tuple]]) -> FrozenTrial:
+    """A trial from plain rows (``statements.TRIAL_ROWS``, its ``VALUE_ROWS`` and each of
+    ``PARTS``), equal to what Optuna builds from its ORM objects, for a fraction of the cost:
+    building the ORM objects cost more than the queries (about 2 ms a trial, once for every
+    trial another worker ran)."""
+    trial_id, number, state, start, complete = row
+    decode = models.TrialValueModel.stored_repr_to_value
+    trial = FrozenTrial(
+        number=number,
+        state=state,
+        value=None,
+        values=[decode(v, kind) for _objective, v, kind in sorted(values)] or None,
+        datetime_start=_local(start),
+        datetime_complete=_local(complete),
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=trial_id,
+    )
+    for part, rows in enumerate(parts):
+        _set_part(trial, part, rows)
+    return trial
+
+
+def new_frozen(trial_id: int, number: int, start: datetime) -> FrozenTrial:
+    """A trial just created RUNNING, as Optuna's ``_create_new_trial`` returns it."""
+    return FrozenTrial(
+        number=number,
+        state=TrialState.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=start,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=trial_id,
+    )
+
+
+def stored_time(local: datetime) -> datetime:
+    """A naive local time as Optuna's models store it: naive UTC."""
+    return local.astimezone(UTC).replace(tzinfo=None)
+
+
+def _local(stored: datetime | None) -> datetime | None:
+    """A stored time (naive UTC) as Optuna's models give it: naive local time."""
+    if stored is None:
+        return None
+    return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def update_user_attrs(trial: FrozenTrial, attrs: dict[str, Any]) -> None:

@@ -129,40 +129,26 @@ def retry_failed_own(st: optuna.Study, storage: RDBStorage, trial_id: int) -> bo
     return True
 
 
-def fail_dead(st: optuna.Study, storage: RDBStorage, hb: config.Heartbeat) -> bool:
+def fail_dead(st: optuna.Study, storage: Storage, hb: config.Heartbeat) -> bool:
     """Free the budget slots of dead workers' trials (stale, or never beat) and retry them;
-    whether any was found. Two small queries when all is well: it runs before every claim."""
-    stale = (
-        storage._get_stale_trial_ids(fence.study_id(st)) if storage.get_heartbeat_interval() else []
+    whether any was found. One query when all is well: it runs before every claim."""
+    running = storage.running_trials(fence.study_id(st))
+    grace = storage.stale_after() if storage.get_heartbeat_interval() else None
+    stale = grace is not None and any(
+        age is not None and age > grace for _tid, _start, age in running
     )
-    silent = _silent_ids(storage, fence.study_id(st), hb)
+    # A RUNNING trial with no heartbeat row that started long ago: Optuna never fails it.
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    silent = [
+        tid
+        for tid, start, age in running
+        if age is None and start is not None and (now - start).total_seconds() > silent_after(hb)
+    ]
     if not stale and not silent:
         return False
     fail_stale(st)
     fail_and_retry(st, storage, [storage.get_trial(i) for i in silent])
     return True
-
-
-def _silent_ids(storage: RDBStorage, study_id: int, hb: config.Heartbeat) -> list[int]:
-    """RUNNING trials with no heartbeat row that started long ago (Optuna stores the start in
-    UTC, by the clock of the worker that created the trial)."""
-    trials, beats = models.TrialModel, models.TrialHeartbeatModel
-    with storage.engine.connect() as conn:
-        rows = conn.execute(
-            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc)
-            .outerjoin(beats, beats.trial_id == trials.trial_id)
-            .where(
-                trials.study_id == study_id,
-                trials.state == TrialState.RUNNING,
-                beats.trial_heartbeat_id.is_(None),
-            )
-        ).all()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return [
-        trial_id
-        for trial_id, started in rows
-        if started is not None and (now - started).total_seconds() > silent_after(hb)
-    ]
 
 
 def storage_watch(

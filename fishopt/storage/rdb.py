@@ -5,9 +5,10 @@ connection, so a database restart costs a pause rather than a trial.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ class Storage(RDBStorage):
     on_reconnect: Callable[[str], None] | None = None
     _down_since: float | None = None  # monotonic time of the first dropped call, until one works
     _beat_failed_at: float | None = None  # the first failure since the last success
+    _claim: set[int] | None = None  # inside ``claiming``: the studies whose trials were read
 
     def heartbeat_failing_since(self) -> float | None:
         """``time.monotonic()`` of the first failed beat since the last good one, or None."""
@@ -67,12 +69,50 @@ class Storage(RDBStorage):
         # Dialects whose prebuilt upserts fishopt runs; others go through Optuna's own code.
         self.fast = self.engine.name in statements.FAST
 
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around Optuna's creation of a trial by the trial loop, which has just counted the
+        trials and failed the dead ones under the claim lock. Until the new trial's first
+        report (or its end):
+
+        - Optuna's own stale check before ``ask`` finds nothing without a query: the loop's
+          check was a moment ago, and a trial going stale now is found at the next claim;
+        - the study's trials are read from the database once. ``ask`` reads them to pop a
+          waiting trial (that read is real: a trial requeued under the lock must be seen),
+          then TPE reads them twice more to sample; every read re-asks for each unfinished
+          trial, and what another worker wrote in those milliseconds a sampler could as well
+          have missed by starting a moment earlier. A pruner's read, after a report, is real.
+        """
+        self._claim = set()
+        try:
+            yield
+        finally:
+            self._claim = None
+
+    def _end_claim(self) -> None:
+        self._claim = None
+
     # ---------------------------------------------------------------------------- writes
 
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        trial = super()._create_new_trial(study_id, template_trial)
+        """A plain new trial in two statements (Optuna: the study locked through the ORM, an
+        insert, a count of the trials before it, an update of its number, each through ORM
+        objects); a trial from a template (an enqueued one) as Optuna makes it."""
+        if template_trial is not None or not self.fast:
+            trial = super()._create_new_trial(study_id, template_trial)
+        else:
+            start = datetime.now()
+            with fence.rdb_connection(self) as conn:
+                # The study's row locked, as Optuna does: numbers are counted, not sequenced.
+                if conn.execute(statements.LOCK_STUDY, {"study_id": study_id}).first() is None:
+                    raise KeyError(f"No study with study_id {study_id} exists.")
+                trial_id, number = conn.execute(
+                    statements.NEW_TRIAL,
+                    {"study_id": study_id, "start": fence.stored_time(start)},
+                ).one()
+            trial = fence.new_frozen(trial_id, number, start)
         self._owned.started(trial)
         return trial
 
@@ -99,9 +139,9 @@ class Storage(RDBStorage):
                 "param_value": param_value_internal,
                 "distribution_json": distribution_to_json(distribution),
             }
-            with fence.rdb_session(self, True) as session:
-                self._check_running(session, trial_id)
-                session.execute(statements.INSERT_PARAM, row)
+            with fence.rdb_connection(self, True) as conn:
+                self._check_running(conn, trial_id)
+                conn.execute(statements.INSERT_PARAM, row)
         self._owned.param(trial_id, param_name, param_value_internal, distribution)
 
     def set_trial_state_values(
@@ -110,6 +150,8 @@ class Storage(RDBStorage):
         """Optuna's write in three statements (a locked read, a value upsert, the update)
         instead of four; the end times it stores are kept with this process's copy, so the
         reads that follow a trial's end need no query."""
+        if state.is_finished():
+            self._end_claim()
         if not self.fast:
             self._owned.drop(trial_id)
             return super().set_trial_state_values(trial_id, state, values)
@@ -162,6 +204,7 @@ class Storage(RDBStorage):
         """One statement per report, the state check included (Optuna: a lookup of the trial,
         one of the step, then an insert or an update): a study reports every epoch, and epochs
         can be fractions of a second."""
+        self._end_claim()
         if not self.fast:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
             self._owned.intermediate(trial_id, step, intermediate_value)
@@ -175,9 +218,9 @@ class Storage(RDBStorage):
             "intermediate_value_type": kind,
         }
         stmt = statements.upsert_if_running(self.engine.name, model.__table__, ("trial_id", "step"))
-        with fence.rdb_session(self) as session:
-            if session.execute(stmt, row).first() is None:
-                self._check_running(session, trial_id)  # says why: missing or finished
+        with fence.rdb_connection(self) as conn:
+            if conn.execute(stmt, row).first() is None:
+                self._check_running(conn, trial_id)  # says why: missing or finished
                 raise RuntimeError(f"trial {trial_id}: epoch {step} was not recorded")
         self._owned.intermediate(trial_id, step, intermediate_value)
 
@@ -197,10 +240,10 @@ class Storage(RDBStorage):
             stmt = statements.upsert_if_running(
                 self.engine.name, model.__table__, ("trial_id", "key")
             )
-            with fence.rdb_session(self) as session:
-                written = session.execute(stmt, row).first() is not None
+            with fence.rdb_connection(self) as conn:
+                written = conn.execute(stmt, row).first() is not None
                 if not written:
-                    self._check_running(session, trial_id)  # raises if missing or finished
+                    self._check_running(conn, trial_id)  # raises if missing or finished
             if not written:  # a WAITING trial, which Optuna lets one write to
                 super().set_trial_system_attr(trial_id, key, value)
         self._owned.system_attr(trial_id, key, value)
@@ -218,8 +261,8 @@ class Storage(RDBStorage):
         if not self.fast:
             super().record_heartbeat(trial_id)
             return
-        with fence.rdb_session(self, True) as session:
-            session.execute(statements.heartbeat(self.engine.name), {"trial_id": trial_id})
+        with fence.rdb_connection(self, True) as conn:
+            conn.execute(statements.heartbeat(self.engine.name), {"trial_id": trial_id})
 
     # ----------------------------------------------------------------------------- reads
 
@@ -228,7 +271,7 @@ class Storage(RDBStorage):
         own = self._owned.get(trial_id)
         if own is not None:
             return own
-        trials = self._load(statements.LOAD_ONE, {"trial_id": trial_id})
+        trials = self._load([trial_id])
         if not trials:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
         self._owned.read(trials[0])
@@ -244,6 +287,10 @@ class Storage(RDBStorage):
         """What Optuna's trial cache asks for (trials newer than it has, and the unfinished
         ones it has), with this process's own trials taken from memory: a sampler or pruner
         call that finds nothing new costs one query, not seven."""
+        if self._claim is not None:
+            if study_id in self._claim:
+                return []  # read a moment ago in this claim: nothing new (see ``claiming``)
+            self._claim.add(study_id)
         after = trial_id_greater_than
         unfinished = {t for t in included_trial_ids if t <= after}
 
@@ -264,8 +311,8 @@ class Storage(RDBStorage):
         # each of them, with every epoch and attribute, every time), and then only the table
         # that grew, unless the state changed: a trial new to this worker, or one that ended,
         # is read whole, once.
-        with fence.rdb_session(self) as session:
-            rows = session.execute(statements.SIGNATURES, params).all()
+        with fence.rdb_connection(self) as conn:
+            rows = conn.execute(statements.SIGNATURES, params).all()
         seen = self._seen.setdefault(study_id, {})
         signature = {tid: tuple(sig) for tid, *sig in rows}
         whole = [t for t, sig in signature.items() if t not in seen or seen[t][0][0] != sig[0]]
@@ -274,7 +321,7 @@ class Storage(RDBStorage):
         loaded = [
             t
             for i in range(0, len(whole), 500)  # a bounded IN list (SQLite's variable limit)
-            for t in self._load(statements.LOAD_IDS, {"ids": whole[i : i + 500]})
+            for t in self._load(whole[i : i + 500])
         ]
         loaded += self._grown(grown, seen, signature)
         for t in loaded:
@@ -306,48 +353,93 @@ class Storage(RDBStorage):
         if not ids:
             return []
         trials = {tid: seen[tid][1] for tid in ids}
-        with fence.rdb_session(self) as session:
+        with fence.rdb_connection(self) as conn:
             for part, query in enumerate(statements.PARTS):
                 which = [t for t in ids if seen[t][0][part + 1] != signature[t][part + 1]]
                 if not which:
                     continue
                 rows: dict[int, list[tuple]] = {t: [] for t in which}
                 for i in range(0, len(which), 500):
-                    for tid, *row in session.execute(query, {"ids": which[i : i + 500]}):
+                    for tid, *row in conn.execute(query, {"ids": which[i : i + 500]}):
                         rows[tid].append(tuple(row))
                 for tid, got in rows.items():
                     trials[tid] = fence.with_part(trials[tid], part, got)
         return list(trials.values())
 
-    def _load(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
-        with fence.rdb_session(self) as session:
-            found = session.execute(query, params).unique().scalars().all()
-            return [self._build_frozen_trial_from_trial_model(m) for m in found]
+    def _load(self, ids: list[int]) -> list[FrozenTrial]:
+        """Trials whole, in five plain queries (``fence.frozen_from_rows``)."""
+        with fence.rdb_connection(self) as conn:
+            rows: dict[int, tuple] = {}
+            values: dict[int, list[tuple]] = {}
+            for tid, number, state, start, complete, *value in conn.execute(
+                statements.TRIAL_ROWS, {"ids": ids}
+            ):
+                rows[tid] = (tid, number, state, start, complete)
+                values.setdefault(tid, [])
+                if value[0] is not None:  # a trial without values joins one empty row
+                    values[tid].append(tuple(value))
+            if not rows:
+                return []
+            parts: list[dict[int, list[tuple]]] = []
+            for query in statements.PARTS:
+                part: dict[int, list[tuple]] = {tid: [] for tid in rows}
+                for tid, *got in conn.execute(query, {"ids": ids}):
+                    part[tid].append(tuple(got))
+                parts.append(part)
+        return [
+            fence.frozen_from_rows(row, values[tid], [p[tid] for p in parts])
+            for tid, row in rows.items()
+        ]
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        """One query (Optuna: the database clock, then the running trials, then their beats);
-        Optuna asks before every trial."""
-        assert self.heartbeat_interval is not None
-        period = self.grace_period
-        grace = timedelta(seconds=2 * self.heartbeat_interval if period is None else period)
+    def running_trials(self, study_id: int) -> list[tuple[int, datetime | None, timedelta | None]]:
+        """Each RUNNING trial in one query: its id, its start as stored (naive UTC, by the
+        clock of the worker that created it) and the age of its last heartbeat by the
+        database's clock (None: it never beat). The trial loop reads this before every claim."""
         trial, beat = models.TrialModel, models.TrialHeartbeatModel
-        with fence.rdb_session(self, True) as session:
-            rows = session.execute(
-                sqlalchemy.select(trial.trial_id, beat.heartbeat, sqlalchemy.func.now())
-                .join(beat, beat.trial_id == trial.trial_id)
+        with fence.rdb_connection(self) as conn:
+            rows = conn.execute(
+                sqlalchemy.select(
+                    trial.trial_id,
+                    trial.__table__.c.datetime_start,
+                    beat.heartbeat,
+                    sqlalchemy.func.now(),
+                )
+                .outerjoin(beat, beat.trial_id == trial.trial_id)
                 .where(trial.study_id == study_id, trial.state == TrialState.RUNNING)
             ).all()
         # As Optuna: naive times, since PostgreSQL's clock is time zone aware and SQLite's not.
-        return [tid for tid, at, now in rows if now.replace(tzinfo=None) - at > grace]
+        return [
+            (tid, start, None if at is None else now.replace(tzinfo=None) - at)
+            for tid, start, at, now in rows
+        ]
+
+    def stale_after(self) -> timedelta:
+        """How long a trial's heartbeat may be silent before the trial counts as stale."""
+        assert self.heartbeat_interval is not None
+        period = self.grace_period
+        return timedelta(seconds=2 * self.heartbeat_interval if period is None else period)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """One query (Optuna: the database clock, then the running trials, then their beats);
+        Optuna asks before every trial; inside ``claiming``, the loop has just asked."""
+        if self._claim is not None:
+            return []
+        grace = self.stale_after()
+        return [
+            tid
+            for tid, _start, age in self.running_trials(study_id)
+            if age is not None and age > grace
+        ]
 
     def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
         """One query (Optuna: the study, then its attributes); the budget is read per claim."""
         model = models.StudyUserAttributeModel
-        with fence.rdb_session(self) as session:
-            rows = session.execute(
+        with fence.rdb_connection(self) as conn:
+            rows = conn.execute(
                 sqlalchemy.select(model.key, model.value_json).where(model.study_id == study_id)
             ).all()
-            if not rows:
+        if not rows:
+            with fence.rdb_session(self) as session:
                 models.StudyModel.find_or_raise_by_id(study_id, session)
         return {key: json.loads(value) for key, value in rows}
 
@@ -361,8 +453,8 @@ class Storage(RDBStorage):
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
         """How many trials are in each state: one query (not every trial with its params)."""
-        with fence.rdb_session(self) as session:
-            rows = session.execute(
+        with fence.rdb_connection(self) as conn:
+            rows = conn.execute(
                 sqlalchemy.select(models.TrialModel.state, sqlalchemy.func.count())
                 .where(models.TrialModel.study_id == study_id)
                 .group_by(models.TrialModel.state)
@@ -371,8 +463,8 @@ class Storage(RDBStorage):
 
     def best_complete_value(self, study_id: int) -> float | None:
         """The highest value among the study's COMPLETE trials (a maximised study)."""
-        with fence.rdb_session(self) as session:
-            return session.execute(
+        with fence.rdb_connection(self) as conn:
+            return conn.execute(
                 sqlalchemy.select(sqlalchemy.func.max(models.TrialValueModel.value))
                 .join(models.TrialModel)
                 .where(
@@ -388,15 +480,17 @@ class Storage(RDBStorage):
         rows = [
             {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
         ]
-        with fence.rdb_session(self) as session:
-            self._check_running(session, trial_id)
-            if self.fast:
-                table = model.__table__
-                session.execute(
+        if self.fast:
+            table = model.__table__
+            with fence.rdb_connection(self) as conn:
+                self._check_running(conn, trial_id)
+                conn.execute(
                     statements.upsert(self.engine.name, table, ("trial_id", "key"), "value_json"),
                     rows,
                 )
-            else:
+        else:
+            with fence.rdb_session(self) as session:
+                self._check_running(session, trial_id)
                 for k, v in attrs.items():
                     self._set_trial_attr_without_commit(session, model, trial_id, k, v)
         self._owned.user_attrs(trial_id, attrs)

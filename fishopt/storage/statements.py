@@ -13,7 +13,6 @@ from typing import Any
 
 import sqlalchemy
 from optuna.trial import TrialState
-from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -74,26 +73,6 @@ INSERT_PARAM = sqlalchemy.insert(models.TrialParamModel.__table__)
 FAST = ("sqlite", "postgresql") if sqlite3.sqlite_version_info >= (3, 35) else ("postgresql",)
 
 
-def _loading(where: Any) -> Any:
-    """Trials with everything Optuna keeps of them: the small one-to-many tables (params,
-    values, system attributes) joined to the trial, the two that grow with it (user
-    attributes, per-epoch values) each in one more query when any trial matches."""
-    orm.configure_mappers()  # the relationships below are Optuna's backrefs, made on configure
-    trial = models.TrialModel
-    return (
-        sqlalchemy.select(trial)
-        .where(where)
-        .options(
-            orm.joinedload(trial.params),  # type: ignore[attr-defined]
-            orm.joinedload(trial.values),  # type: ignore[attr-defined]
-            orm.joinedload(trial.system_attributes),  # type: ignore[attr-defined]
-            orm.selectinload(trial.user_attributes),  # type: ignore[attr-defined]
-            orm.selectinload(trial.intermediate_values),  # type: ignore[attr-defined]
-        )
-        .order_by(trial.trial_id)
-    )
-
-
 _T = models.TrialModel
 # What Optuna's trial cache asks for, less the trials this process keeps: a finished one does
 # not change; a running one only if another worker failed it.
@@ -134,8 +113,56 @@ SIGNATURES = sqlalchemy.select(
     _rows_of(models.TrialUserAttributeModel),
     _rows_of(models.TrialSystemAttributeModel),
 ).where(_NEW)
-LOAD_IDS = _loading(_T.trial_id.in_(sqlalchemy.bindparam("ids", expanding=True)))
-LOAD_ONE = _loading(_T.trial_id == sqlalchemy.bindparam("trial_id"))
+_IDS = sqlalchemy.bindparam("ids", expanding=True)
+_TT, _VT = _T.__table__, models.TrialValueModel.__table__
+# Whole trials in plain rows (parameter ``ids``): the trials' own columns with their values (a
+# row per objective; one with no value while a trial runs), then each of ``PARTS``;
+# ``fence.frozen_from_rows`` builds them. The times are the stored columns (naive UTC);
+# Optuna's model turns them into local time, and so does fence.
+TRIAL_ROWS = (
+    sqlalchemy.select(
+        _TT.c.trial_id,
+        _TT.c.number,
+        _TT.c.state,
+        _TT.c.datetime_start,
+        _TT.c.datetime_complete,
+        _VT.c.objective,
+        _VT.c.value,
+        _VT.c.value_type,
+    )
+    .select_from(_TT.outerjoin(_VT, _VT.c.trial_id == _TT.c.trial_id))
+    .where(_TT.c.trial_id.in_(_IDS))
+    .order_by(_TT.c.trial_id, _VT.c.objective)
+)
+
+
+# A RUNNING trial numbered by the count of the study's trials before it (parameters
+# ``study_id``, ``start`` as stored): what Optuna's insert, count and update leave, in one
+# statement, run with the study's row locked.
+_PAST = (
+    sqlalchemy.select(sqlalchemy.func.count())
+    .select_from(_TT)
+    .where(_TT.c.study_id == sqlalchemy.bindparam("study_id"))
+    .scalar_subquery()
+)
+LOCK_STUDY = (
+    sqlalchemy.select(models.StudyModel.study_id)
+    .where(models.StudyModel.study_id == sqlalchemy.bindparam("study_id"))
+    .with_for_update()
+)
+NEW_TRIAL = (
+    sqlalchemy.insert(_TT)
+    .from_select(
+        ["number", "study_id", "state", "datetime_start"],
+        sqlalchemy.select(
+            _PAST,
+            sqlalchemy.bindparam("study_id", type_=_TT.c.study_id.type),
+            sqlalchemy.literal(TrialState.RUNNING, _TT.c.state.type),
+            sqlalchemy.bindparam("start", type_=_TT.c.datetime_start.type),
+        ),
+    )
+    .returning(_TT.c.trial_id, _TT.c.number)
+)
 
 
 def _part(model: Any, order: Any, *columns: Any) -> Any:
