@@ -289,6 +289,8 @@ def figure4(
 
 # ------------------------------------------------------------------------------------ figure 5
 
+BOUND_GAP = 0.1  # issue 19: several workers within this of the in-memory bound
+
 
 def figure5(
     root: Path,
@@ -305,8 +307,16 @@ def figure5(
 
     ``workers`` processes x 1 thread share one SQLite study. ``overhead`` is TPE + median
     pruning over trials of ~0.1 s; ``overhead-long`` trains every trial ~0.3 s, unpruned (the
-    issue's "trials of 0.3 s in one process").
+    issue's "trials of 0.3 s in one process"). With several workers the target is the issue's:
+    within ``BOUND_GAP`` of the same study in one process on Optuna's in-memory storage,
+    measured first in the same run (what is left without a database: TPE's sampling, building
+    models), since no number of workers can do better than that.
     """
+    bound, bound_line = _in_memory_bound(root, cache_dir, n_trials, spec)
+    target_text = f">= {target}"
+    if workers > 1:
+        target = round(bound - BOUND_GAP, 3)
+        target_text = f">= {target} (in-memory bound {bound:.3f} - {BOUND_GAP})"
     fig = Figure(
         number,
         f"study overhead: time in training loops / (wall x cores), {n_trials} cheap trials "
@@ -315,7 +325,7 @@ def figure5(
         f"wall seconds x {workers} cores ({workers} worker(s) x 1 thread, one SQLite study)",
         "seconds",
         target,
-        f">= {target}",
+        target_text,
     )
     per_trial, train_per_trial = [], []
     for r in range(rounds):
@@ -331,18 +341,22 @@ def figure5(
             f"  round {r + 1}/{rounds}: {len(trials)} trials ({pruned} pruned) in {wall:.1f}s, "
             f"train {inside:.1f}s -> {fig.ratios[-1]:.3f}"
         )
-    bound = _in_memory_bound(root, cache_dir, n_trials, spec)
     fig.extra = {
         "training seconds per trial, median": f"{statistics.median(train_per_trial):.3f}",
         "core-seconds per trial outside training, median": f"{statistics.median(per_trial):.3f}",
         "storage": "SQLite file (WAL), shared by the workers",
-        "same study, 1 process, Optuna InMemoryStorage (what storage round-trips cost)": bound,
+        "same study, 1 process, Optuna InMemoryStorage (what storage round-trips cost)": (
+            bound_line
+        ),
     }
     return fig
 
 
-def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, spec_name: str) -> str:
-    """The same study in one process on InMemoryStorage: the overhead left without a database."""
+def _in_memory_bound(
+    root: Path, cache_dir: Path, n_trials: int, spec_name: str
+) -> tuple[float, str]:
+    """The same study in one process on InMemoryStorage: the overhead left without a database
+    (the share of wall time in training, and a line saying how it was found)."""
     quiet()
     _start_up()
     job = Job(spec_name, root, cache_dir, "sqlite:///:memory:", "bound", n_trials)
@@ -363,7 +377,7 @@ def _in_memory_bound(root: Path, cache_dir: Path, n_trials: int, spec_name: str)
     inside = _train_seconds(st.get_trials(deepcopy=False, states=FINISHED))
     line = f"train {inside:.1f}s / wall {wall:.1f}s x 1 core = {inside / wall:.3f}"
     print(f"  in-memory bound: {line}")
-    return line
+    return inside / wall, line
 
 
 # ------------------------------------------------------------------------------------ figure 6

@@ -196,8 +196,8 @@ def frozen_from_rows(row: tuple, values: list[tuple], parts: list[list[tuple]]) 
         state=state,
         value=None,
         values=[decode(v, kind) for _objective, v, kind in sorted(values)] or None,
-        datetime_start=_local(start),
-        datetime_complete=_local(complete),
+        datetime_start=local_time(start),
+        datetime_complete=local_time(complete),
         params={},
         distributions={},
         user_attrs={},
@@ -233,7 +233,7 @@ def stored_time(local: datetime) -> datetime:
     return local.astimezone(UTC).replace(tzinfo=None)
 
 
-def _local(stored: datetime | None) -> datetime | None:
+def local_time(stored: datetime | None) -> datetime | None:
     """A stored time (naive UTC) as Optuna's models give it: naive local time."""
     if stored is None:
         return None

@@ -147,28 +147,38 @@ class Storage(RDBStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        """Optuna's write in three statements (a locked read, a value upsert, the update)
-        instead of four; the end times it stores are kept with this process's copy, so the
-        reads that follow a trial's end need no query."""
+        """Optuna's write in three plain statements (a locked read, a value upsert, the update)
+        instead of four through ORM objects; the end times it stores are kept with this
+        process's copy, so the reads that follow a trial's end need no query."""
         if state.is_finished():
             self._end_claim()
         if not self.fast:
             self._owned.drop(trial_id)
             return super().set_trial_state_values(trial_id, state, values)
         try:
-            with fence.rdb_session(self) as session:
-                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-                self.check_trial_is_updatable(trial_id, trial.state)
+            with fence.rdb_connection(self) as conn:
+                row = conn.execute(statements.LOCK_TRIAL, {"trial_id": trial_id}).first()
+                if row is None:
+                    raise KeyError(f"No trial with trial_id {trial_id} exists.")
+                old, stored_start = row
+                self.check_trial_is_updatable(trial_id, old)
                 if values is not None:
-                    self._upsert_values(session, trial_id, values)
-                if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                    self._upsert_values(conn, trial_id, values)
+                if state == TrialState.RUNNING and old != TrialState.WAITING:
                     return False
-                trial.state = state
-                if state == TrialState.RUNNING:
-                    trial.datetime_start = datetime.now()
-                if state.is_finished():
-                    trial.datetime_complete = datetime.now()
-                start, complete = trial.datetime_start, trial.datetime_complete
+                now = datetime.now()
+                start = now if state == TrialState.RUNNING else fence.local_time(stored_start)
+                complete = now if state.is_finished() else None
+                conn.execute(
+                    statements.SET_STATE,
+                    {
+                        "id": trial_id,
+                        "new_state": state,
+                        # Only a start that is set now: the stored one stays as it is.
+                        "start": fence.stored_time(now) if state == TrialState.RUNNING else None,
+                        "complete": None if complete is None else fence.stored_time(complete),
+                    },
+                )
         except optuna.exceptions.UpdateFinishedTrialError:
             self._owned.drop(trial_id)  # finished by another worker: read it from now on
             raise
@@ -184,7 +194,7 @@ class Storage(RDBStorage):
             self._owned.finish(trial_id, state, stored, start, complete)
         return True
 
-    def _upsert_values(self, session: Any, trial_id: int, values: Sequence[float]) -> None:
+    def _upsert_values(self, conn: Any, trial_id: int, values: Sequence[float]) -> None:
         model = models.TrialValueModel
         rows = []
         for objective, v in enumerate(values):
@@ -196,7 +206,7 @@ class Storage(RDBStorage):
         stmt = statements.upsert(
             self.engine.name, table, ("trial_id", "objective"), "value", "value_type"
         )
-        session.execute(stmt, rows)
+        conn.execute(stmt, rows)
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float

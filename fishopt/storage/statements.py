@@ -145,6 +145,28 @@ _PAST = (
     .where(_TT.c.study_id == sqlalchemy.bindparam("study_id"))
     .scalar_subquery()
 )
+# A trial's state and stored start, its row locked for the state change that follows (parameter
+# ``trial_id``); then the change (parameters ``id``, ``new_state``, and the ``start`` and
+# ``complete`` times that are set, stored naive UTC; None keeps the stored one).
+LOCK_TRIAL = (
+    sqlalchemy.select(_TT.c.state, _TT.c.datetime_start)
+    .where(_TT.c.trial_id == sqlalchemy.bindparam("trial_id"))
+    .with_for_update()
+)
+SET_STATE = (
+    sqlalchemy.update(_TT)
+    .where(_TT.c.trial_id == sqlalchemy.bindparam("id"))
+    .values(
+        state=sqlalchemy.bindparam("new_state", type_=_TT.c.state.type),
+        datetime_start=sqlalchemy.func.coalesce(
+            sqlalchemy.bindparam("start", type_=_TT.c.datetime_start.type), _TT.c.datetime_start
+        ),
+        datetime_complete=sqlalchemy.func.coalesce(
+            sqlalchemy.bindparam("complete", type_=_TT.c.datetime_complete.type),
+            _TT.c.datetime_complete,
+        ),
+    )
+)
 LOCK_STUDY = (
     sqlalchemy.select(models.StudyModel.study_id)
     .where(models.StudyModel.study_id == sqlalchemy.bindparam("study_id"))
