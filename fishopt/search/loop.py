@@ -17,6 +17,7 @@ trial is ever left RUNNING:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -113,6 +114,7 @@ class Outcome:
 
 
 POLL_FIRST, POLL_MAX = 0.05, 0.5  # seconds between counts while waiting for running trials
+DEAD_CHECK_EVERY = 1.0  # seconds between checks for dead workers' trials (``fail_dead``)
 
 
 def _sleep(seconds: float, flags: Flags) -> None:
@@ -184,6 +186,7 @@ def run(
     # the last 0.1 s trial left a core idle for the rest), and then slow down to 0.5 s.
     poll = POLL_FIRST
     started = time.monotonic()
+    checked_dead = -math.inf
     ran = fails_in_row = 0
     waiting_said = False
     try:
@@ -196,8 +199,12 @@ def run(
             try:
                 counts = studies.state_tally(st)
                 # Only a RUNNING trial can belong to a dead worker: with none, skip the check.
-                if counts.running and heartbeats.fail_dead(st, session.storage, hb):
-                    counts = studies.state_tally(st)
+                # Death is judged over a grace period of seconds, so once a second is enough
+                # (a worker of 0.1 s trials checked ten times a second).
+                if counts.running and time.monotonic() - checked_dead >= DEAD_CHECK_EVERY:
+                    checked_dead = time.monotonic()
+                    if heartbeats.fail_dead(st, session.storage, hb):
+                        counts = studies.state_tally(st)
                 total = session.budget
                 if total is not None and counts.finished >= total:
                     return Outcome(ran, "budget", 0)
@@ -210,7 +217,8 @@ def run(
                     taken.clear()
                     current.pop("trial", None)
                     try:
-                        # Dead trials were just failed (or none is RUNNING): see ``claiming``.
+                        # Dead trials were failed within a second (or none is RUNNING): see
+                        # ``claiming``.
                         with _claiming(session.storage):
                             st.optimize(claimed, n_trials=1, callbacks=all_callbacks)
                     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:

@@ -72,11 +72,12 @@ class Storage(RDBStorage):
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
         """Around Optuna's creation of a trial by the trial loop, which has just counted the
-        trials and failed the dead ones under the claim lock. Until the new trial's first
-        report (or its end):
+        trials under the claim lock (and failed the dead ones, at most a second ago). Until the
+        new trial's first report (or its end):
 
-        - Optuna's own stale check before ``ask`` finds nothing without a query: the loop's
-          check was a moment ago, and a trial going stale now is found at the next claim;
+        - Optuna's own stale check before ``ask`` finds nothing without a query: the loop
+          checks at most a second before, and a trial going stale now is found at its next
+          check (staleness is judged over a grace period of seconds);
         - the study's trials are read from the database once. ``ask`` reads them to pop a
           waiting trial (that read is real: a trial requeued under the lock must be seen),
           then TPE reads them twice more to sample; every read re-asks for each unfinished
