@@ -191,20 +191,8 @@ def frozen_from_rows(row: tuple, values: list[tuple], parts: list[list[tuple]]) 
     trial another worker ran)."""
     trial_id, number, state, start, complete = row
     decode = models.TrialValueModel.stored_repr_to_value
-    trial = FrozenTrial(
-        number=number,
-        state=state,
-        value=None,
-        values=[decode(v, kind) for _objective, v, kind in sorted(values)] or None,
-        datetime_start=local_time(start),
-        datetime_complete=local_time(complete),
-        params={},
-        distributions={},
-        user_attrs={},
-        system_attrs={},
-        intermediate_values={},
-        trial_id=trial_id,
-    )
+    stored = [decode(v, kind) for _objective, v, kind in sorted(values)] or None
+    trial = _bare(trial_id, number, state, stored, local_time(start), local_time(complete))
     for part, rows in enumerate(parts):
         _set_part(trial, part, rows)
     return trial
@@ -212,13 +200,25 @@ def frozen_from_rows(row: tuple, values: list[tuple], parts: list[list[tuple]]) 
 
 def new_frozen(trial_id: int, number: int, start: datetime) -> FrozenTrial:
     """A trial just created RUNNING, as Optuna's ``_create_new_trial`` returns it."""
+    return _bare(trial_id, number, TrialState.RUNNING, None, start, None)
+
+
+def _bare(
+    trial_id: int,
+    number: int,
+    state: TrialState,
+    values: list[float] | None,
+    start: datetime | None,
+    complete: datetime | None,
+) -> FrozenTrial:
+    """A trial with no parameters, attributes or reports (yet)."""
     return FrozenTrial(
         number=number,
-        state=TrialState.RUNNING,
+        state=state,
         value=None,
-        values=None,
+        values=values,
         datetime_start=start,
-        datetime_complete=None,
+        datetime_complete=complete,
         params={},
         distributions={},
         user_attrs={},
