@@ -14,7 +14,6 @@ from rich.table import Table
 from fishopt import config
 from fishopt.cli.common import ArtifactsOpt, CacheOpt, DataOpt, StorageOpt, _fmt, app, console, err
 from fishopt.errors import FishoptError
-from fishopt.training.hardware import set_threads
 
 
 @app.command("export-best")
@@ -147,6 +146,8 @@ def serve_cmd(
     per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
     where = f"http://{host}:{port}"
     if workers == 1:
+        from fishopt.training.hardware import set_threads
+
         set_threads(per_worker)
         err.print(f"serving {loaded.label} from {bundle} on {where}", soft_wrap=True)
         uvicorn.run(serve.create_app(loaded, limits), host=host, port=port, log_level="warning")

@@ -268,7 +268,7 @@ RUN_OPTIONS: list[tuple[str, object, object]] = [
 
 def run_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give ``command(name, opts, **own)`` every run option; it receives them as ``opts``."""
-    from fishopt.search.session import Options
+    from fishopt.search.options import Options
 
     # eval_str: the wrapper's __signature__ is used as is, so its annotations must be objects
     # (the command's own Annotated metavar and help), not the strings of postponed annotations.

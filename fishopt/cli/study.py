@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import textwrap
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import optuna
 import typer
@@ -19,8 +19,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishopt import config
-from fishopt.bundle import artifacts
-from fishopt.bundle.artifacts import keep_best
 from fishopt.cli.common import (
     GraceOpt,
     HeartbeatOpt,
@@ -35,9 +33,12 @@ from fishopt.cli.common import (
 )
 from fishopt.logline import log_lines
 from fishopt.search import studies, summary
-from fishopt.search.session import Options, Progress, Session
+from fishopt.search.options import Options
 from fishopt.search.spec import StudySpec
 from fishopt.storage.connect import open_storage
+
+if TYPE_CHECKING:  # torch comes with these: imported where a command trains
+    from fishopt.search.session import Session
 
 NameArg = Annotated[
     str,
@@ -60,8 +61,10 @@ def study_cmd(
     ] = 1,
 ) -> None:
     """Run (or resume) a sub-study and print its summary."""
+    from fishopt.bundle.artifacts import keep_best
     from fishopt.search import jobs as local_jobs
     from fishopt.search.loop import run_worker
+    from fishopt.search.session import Progress
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if jobs > 1:
@@ -150,6 +153,7 @@ def study_cmd(
 @run_options
 def worker_cmd(name_or_spec: NameArg, opts: Options) -> None:
     """Run trials of a study until its budget is spent; start as many as you like, anywhere."""
+    from fishopt.bundle.artifacts import keep_best
     from fishopt.search.loop import run_worker, worker_id
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -222,6 +226,8 @@ def _print_summary(spec: StudySpec, st: optuna.Study) -> None:
     console.print(summary_table(spec, st))
     # The study's answer, by the report's own procedures, wrapped for a log file.
     console.print(textwrap.fill(answer(study_data(st)), 80), soft_wrap=True, markup=False)
+    from fishopt.bundle import artifacts
+
     missing = artifacts.best_not_kept(st.get_trials(deepcopy=False))
     if missing is not None:
         best, why = missing

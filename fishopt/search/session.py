@@ -27,6 +27,7 @@ from fishopt.notes import save_study_note
 from fishopt.search import claim, precision, requeue, samplers, studies
 from fishopt.search import spec as specs
 from fishopt.search.context import Context, make_tensors, split_for
+from fishopt.search.options import Options
 from fishopt.storage import locks
 from fishopt.storage.connect import open_storage
 from fishopt.storage.rdb import Storage
@@ -34,32 +35,6 @@ from fishopt.storage.sqlite import sqlite_warnings
 from fishopt.training.hardware import set_threads
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``fishopt study`` and ``fishopt worker`` accept, as given (None: not given).
-
-    Plain and picklable: ``--jobs`` hands it to its child processes as it is.
-    """
-
-    study: str  # a spec name or .toml path, or the name of a study already in storage
-    data: str | None = None
-    storage: str | None = None
-    n_trials: int | None = None
-    timeout: float | None = None
-    epochs: int | None = None
-    seed: int | None = None
-    name: str | None = None
-    image_size: str | None = None
-    device: str = "auto"
-    threads: int | None = None
-    strict: bool = False
-    cache_dir: Path | None = None
-    artifacts_dir: Path | None = None
-    heartbeat_interval: int | None = None
-    grace_period: int | None = None
-    max_retry: int | None = None
 
 
 @dataclass(frozen=True)

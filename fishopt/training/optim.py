@@ -9,8 +9,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where an optimizer is built: a spec is checked without torch
+    import torch
 
 # Name as users write it -> torch class name. SparseAdam is deliberately absent: see UNSUPPORTED.
 OPTIMIZERS: dict[str, str] = {
@@ -66,6 +68,8 @@ class OptimSpec:
 
 
 def _cls(name: str) -> type[torch.optim.Optimizer]:
+    import torch
+
     return getattr(torch.optim, OPTIMIZERS[name])
 
 
