@@ -185,10 +185,10 @@ def _set_part(trial: FrozenTrial, part: int, rows: list[tuple]) -> None:
 
 
 def frozen_from_rows(row: tuple, values: list[tuple], parts: list[list[tuple]]) -> FrozenTrial:
-    """A trial from plain rows (``statements.TRIAL_ROWS``, its ``VALUE_ROWS`` and each of
-    ``PARTS``), equal to what Optuna builds from its ORM objects, for a fraction of the cost:
-    building the ORM objects cost more than the queries (about 2 ms a trial, once for every
-    trial another worker ran)."""
+    """A trial from plain rows (its ``statements.TRIAL_ROWS`` row, the values that row joined,
+    and its rows of each of ``PARTS``), equal to what Optuna builds from its ORM objects, for
+    a fraction of the cost: building the ORM objects cost more than the queries (about 2 ms a
+    trial, once for every trial another worker ran)."""
     trial_id, number, state, start, complete = row
     decode = models.TrialValueModel.stored_repr_to_value
     stored = [decode(v, kind) for _objective, v, kind in sorted(values)] or None
