@@ -41,10 +41,8 @@ def build(url: StorageURL, names: list[str], out: Path) -> Written:
     index = comparison_page(studies)
     pages: list[Doc] = [study_page(s, studies) for s in studies]
     # summary.md: the comparison page (with each tuned study's section), then each study page
-    # without the tuned section it already holds.
-    summary = "\n".join(
-        [index.to_markdown(), *(study_page(s, studies, tuned=False).to_markdown() for s in studies)]
-    )
+    # (whose Markdown leaves out the tuned section the comparison already holds).
+    summary = "\n".join([index.to_markdown(), *(page.to_markdown() for page in pages)])
     try:
         for doc in (index, *pages):
             for file, data in doc.figures.items():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 CSS = """
@@ -101,6 +102,16 @@ class Doc:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
         self.md.append(f"![{caption}](figures/{file})\n")
+
+    @contextmanager
+    def html_only(self) -> Iterator[None]:
+        """What is added inside goes on the HTML page (figures included) but not into its
+        Markdown: a section that summary.md already holds from another page."""
+        kept = len(self.md)
+        try:
+            yield
+        finally:
+            del self.md[kept:]
 
     def to_html(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -316,9 +317,10 @@ KIND_SECTIONS = {
 }
 
 
-def study_page(s: StudyData, studies: Sequence[StudyData] = (), tuned: bool = True) -> Doc:
-    """``studies``: the others in the same report (a tuned study finds its defaults there);
-    ``tuned=False`` leaves out the tuned section (summary.md has it from the comparison)."""
+def study_page(s: StudyData, studies: Sequence[StudyData] = ()) -> Doc:
+    """``studies``: the others in the same report (a tuned study finds its defaults there).
+    The tuned section is on the HTML page only: summary.md has it from the comparison. One
+    page, both forms: its figures are the report's costliest part, drawn once."""
     doc = Doc(f"fishopt report: {s.name}", slug(s.name))
     doc.raw_html('<nav><a href="index.html">all studies</a></nav>')
     doc.heading(f"Study {s.name} ({s.kind})", 1)
@@ -328,8 +330,9 @@ def study_page(s: StudyData, studies: Sequence[StudyData] = (), tuned: bool = Tr
     if kind == "custom" and set(s.spec.get("space", {})) == {"optimizer"}:
         kind = "optimizers"  # a custom spec that only varies the optimizer is that comparison
     section = KIND_SECTIONS.get(kind)
-    if section is not None and (tuned or kind != TUNED):
-        section(doc, s, studies)
+    if section is not None:
+        with doc.html_only() if kind == TUNED else contextlib.nullcontext():
+            section(doc, s, studies)
     sampler = s.spec.get("sampler", {}).get("name", "grid")
     if kind == "full" or (kind == "custom" and sampler != "grid"):
         # A search tried each configuration once: was it enough?
