@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,11 +27,13 @@ POSTGRESQL_LOCK = Path(tempfile.gettempdir()) / "fishopt-tests-postgresql.lock"
 
 def pytest_configure(config: pytest.Config) -> None:
     # One torch thread per test process: `make test` runs a process per core (pytest-xdist),
-    # and threads spinning for a core another process holds slow everyone down.
+    # and threads spinning for a core another process holds slow everyone down. Torch reads the
+    # variable when it is imported, so it is not imported here: the xdist controller, which
+    # runs no test, would pay 1.5 s for it before it starts the test processes.
     os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported before this hook, too early to read the variable
+        torch.set_num_threads(1)
 
 
 SLOW_SECONDS = 10  # what a ``slow`` test without ``seconds=`` is taken to last
@@ -80,14 +83,25 @@ def tiny_fish(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def fish_cache(tiny_fish: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One decoded cache of ``tiny_fish`` for every test, so worker processes start from it."""
-    from fishopt import data
+    """One decoded cache of ``tiny_fish`` for every test, so worker processes start from it.
 
-    return shared(
-        tmp_path_factory,
-        "fish-cache",
-        lambda out: data.load(data.parse_source(str(tiny_fish)), out),
-    )
+    It also holds the split of the multi-worker tests' spec (``worker_support.spec_file``):
+    made here once, it is read back by each of their worker processes instead of importing
+    scikit-learn to make it (about 1.5 s of CPU a process). The cold path, a split made and
+    kept by a worker, is ``data/test_split_cache.py``'s."""
+    from worker_support import spec_file
+
+    from fishopt import data
+    from fishopt.search import spec as specs
+    from fishopt.search.context import split_for
+
+    def build(out: Path) -> None:
+        ds, _hit = data.load(data.parse_source(str(tiny_fish)), out)
+        with tempfile.TemporaryDirectory() as folder:
+            spec = specs.load(str(spec_file(Path(folder), epochs=1, n_trials=1)))
+        split_for(spec, ds, spec.base_split_seed, out)
+
+    return shared(tmp_path_factory, "fish-cache", build)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from optuna_dashboard import get_note
 
 from fishopt.data import split_cache
 from fishopt.data.split import Split, split
@@ -75,5 +74,7 @@ def test_a_worker_with_a_warm_cache_never_imports_scikit_learn_or_scipy(tmp_path
     )
     assert again.returncode == 0, again.stderr.decode()
     assert again.stderr.decode().splitlines()[-1] == "False False"
+    from optuna_dashboard import get_note  # here: importing it costs a collecting process 2.7 s
+
     st = optuna.load_study(study_name="again", storage=storage)
     assert "again" in get_note(st) and len(st.trials) == 1

@@ -12,7 +12,6 @@ import pytest
 from chromium import Browser, file_url
 from fake_studies import OPTIMIZER_VALUES, TUNED_CONFIRM
 from fake_studies import build as build_fake
-from optuna_dashboard import get_note
 from typer.testing import CliRunner
 
 from fishopt import claims, config
@@ -223,6 +222,8 @@ def test_report_of_a_real_study(tiny_fish: Path, tmp_path: Path):
     common = ["--storage", url, "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
     result = runner.invoke(app, ["study", str(spec), "--data", str(tiny_fish), *common])
     assert result.exit_code == 0, result.output
+    from optuna_dashboard import get_note  # here: importing it costs a collecting process 2.7 s
+
     st = optuna.load_study(study_name="opt3", storage=url)
     assert "Which of SGD, Adam and RAdam wins here?" in get_note(st)  # written at creation
     assert all(len(t.intermediate_values) == 2 for t in st.trials)  # valid F1 per epoch
