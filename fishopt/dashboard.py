@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CURVES_ID = "fishopt-curves"  # graph object id: rewritten in place as trials finish
+CURVES_DRAWN = "fishopt:curves_trials"  # study system attribute: trials in the stored plot
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -260,28 +261,36 @@ class NoteSync:
 
     storage: optuna.storages.BaseStorage
     noted: set[int] = field(default_factory=set)  # trial ids whose note is known written
-    plotted: dict[int, int] = field(default_factory=dict)  # study id -> trials in the plot
+    plotted: dict[int, int] = field(default_factory=dict)  # study id -> trials done and noted
 
     def study(self, st: optuna.Study) -> None:
-        from optuna_dashboard import get_note, save_plotly_graph_object
+        from optuna_dashboard import save_plotly_graph_object
 
-        identity = st.user_attrs.get(studies.ATTR)
-        if identity is not None and not get_note(st):
-            notes.save_study_note(st, identity)
         done = [
             t
             for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
             if t.user_attrs.get("history")
         ]
+        sid = fence.study_id(st)
+        if self.plotted.get(sid) == len(done):
+            return  # nothing finished since the last pass (finished trials stay finished)
+        attrs = fence.system_attrs(st)
+        have = fence.noted(attrs, (fence.trial_id(t) for t in done))
+        identity = st.user_attrs.get(studies.ATTR)
+        if identity is not None and None not in have:
+            notes.save_study_note(st, identity)
         for t in done:
             if fence.trial_id(t) in self.noted:
                 continue
-            if not get_note(fence.trial_ref(st, t)):  # type: ignore[arg-type]
+            if fence.trial_id(t) not in have:
                 notes.save_trial_note(st, t)
             self.noted.add(fence.trial_id(t))
-        if done and self.plotted.get(fence.study_id(st)) != len(done):
+        # Drawn again only when trials finished since: a restarted dashboard finds the count it
+        # drew last in the study (a plotly figure of many trials costs tens of milliseconds).
+        if done and attrs.get(CURVES_DRAWN) != len(done):
             save_plotly_graph_object(st, curves_figure(done), graph_object_id=CURVES_ID)
-            self.plotted[fence.study_id(st)] = len(done)
+            fence.storage_of(st).set_study_system_attr(sid, CURVES_DRAWN, len(done))
+        self.plotted[sid] = len(done)
 
     def all(self) -> int:
         names = optuna.study.get_all_study_names(self.storage)

@@ -190,7 +190,11 @@ def test_guard_in_front_of_the_real_optuna_dashboard(tmp_path: Path):
     assert optuna.study.get_all_study_names(url) == ["keep"]
 
 
-def test_sync_writes_study_note_trial_notes_and_curves(storage: str):
+def test_sync_writes_study_note_trial_notes_and_curves(tmp_path: Path):
+    # Its own studies: a dashboard started on the module's (by a test before this one, in
+    # the same process) has written their notes already.
+    storage = f"sqlite:///{tmp_path / 'sync.db'}"
+    build_fake(storage, kinds=("optimizers",))
     store = optuna.storages.RDBStorage(storage)
     st = optuna.load_study(study_name="optimizers", storage=store)
     assert get_note(st) == ""  # made without fishopt.study: no note yet
@@ -206,6 +210,40 @@ def test_sync_writes_study_note_trial_notes_and_curves(storage: str):
 
     graphs = get_plotly_graph_objects(store.get_study_system_attrs(st._study_id))
     assert dashboard.CURVES_ID in graphs and "valid" in graphs[dashboard.CURVES_ID]
+
+
+def test_a_restarted_dashboard_writes_only_what_finished_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Its first pass reads each study's notes once and writes nothing it wrote before (nor a
+    note a user emptied); a trial that finished since gets its note and a new plot."""
+    from fake_studies import add
+    from optuna_dashboard import save_note
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    build_fake(url, kinds=("optimizers",))
+    store = optuna.storages.RDBStorage(url)
+    dashboard.NoteSync(store).all()  # the first dashboard
+    st = optuna.load_study(study_name="optimizers", storage=store)
+    emptied = st.get_trials()[0]
+    save_note(fence.trial_ref(st, emptied), "")  # type: ignore[arg-type]
+
+    writes: list[str] = []
+    write = store.set_study_system_attr
+    monkeypatch.setattr(
+        store, "set_study_system_attr", lambda sid, key, v: (writes.append(key), write(sid, key, v))
+    )
+    dashboard.NoteSync(store).all()  # restarted
+    assert writes == []
+    assert get_note(fence.trial_ref(st, emptied)) == ""  # type: ignore[arg-type]
+
+    add(st, emptied.params, emptied.distributions, 0.9, [256, 128], 0, "again")
+    dashboard.NoteSync(store).all()  # restarted after a trial finished
+    new = st.get_trials()[-1]
+    assert "per-epoch curves" in get_note(fence.trial_ref(st, new))  # type: ignore[arg-type]
+    assert any(key.startswith(f"dashboard:{fence.trial_id(new)}:note") for key in writes)
+    assert dashboard.CURVES_DRAWN in writes
+    assert fence.system_attrs(st)[dashboard.CURVES_DRAWN] == len(st.get_trials())
 
 
 def _start(

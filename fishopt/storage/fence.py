@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -75,6 +75,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.trial", "FrozenTrial._user_attrs"),
     ("optuna.trial", "FrozenTrial._system_attrs"),
     ("optuna_dashboard._note", "save_note"),
+    ("optuna_dashboard._note", "note_ver_key"),
 )
 
 
@@ -287,6 +288,21 @@ def dashboard_notes() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attributes, read once (``Study.system_attrs`` is deprecated)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def noted(attrs: dict[str, Any], trial_ids: Iterable[int]) -> set[int | None]:
+    """Which of these have a dashboard note, from the study's system attributes (``attrs``):
+    the study (``None``) and its trials. ``optuna_dashboard.get_note`` reads them all again for
+    every note: a dashboard starting on a storage with 300 studies and 3,000 trials spent 16 s
+    of its 20 s doing that. A note counts once the dashboard has a version of it, written by
+    fishopt or edited by a user in the dashboard (emptied too: that choice stands)."""
+    version = dashboard_notes().note_ver_key
+    return {i for i in (None, *trial_ids) if version(i) in attrs}
 
 
 def write_note(target: optuna.Study | TrialRef, body: str) -> None:
