@@ -1,6 +1,6 @@
 """A short chaos run (``bench.chaos``, same code): faults during one study, nothing lost.
 
-On a throwaway PostgreSQL: 6 workers, SIGKILLs of training workers (restarted by the
+On a throwaway PostgreSQL: 4 workers, SIGKILLs of training workers (restarted by the
 supervisor), two PostgreSQL restarts and one worker SIGSTOPped past the stale timeout. On
 SQLite: SIGKILLs only, then ``PRAGMA integrity_check``. ``bench.chaos.audit`` checks the budget,
 states, trial numbers, retries, curves and the best trial's weights; its own checks are tested
