@@ -260,7 +260,6 @@ class NoteSync:
     """Writes missing notes and the curves plot; remembers what it has done (per process)."""
 
     storage: optuna.storages.BaseStorage
-    noted: set[int] = field(default_factory=set)  # trial ids whose note is known written
     plotted: dict[int, int] = field(default_factory=dict)  # study id -> trials done and noted
 
     def study(self, st: optuna.Study) -> None:
@@ -280,11 +279,8 @@ class NoteSync:
         if identity is not None and None not in have:
             notes.save_study_note(st, identity)
         for t in done:
-            if fence.trial_id(t) in self.noted:
-                continue
             if fence.trial_id(t) not in have:
                 notes.save_trial_note(st, t)
-            self.noted.add(fence.trial_id(t))
         # Drawn again only when trials finished since: a restarted dashboard finds the count it
         # drew last in the study (a plotly figure of many trials costs tens of milliseconds).
         if done and attrs.get(CURVES_DRAWN) != len(done):
