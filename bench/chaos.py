@@ -41,8 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Protocol
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -123,6 +125,7 @@ class Plan:
     # Faults come once this share of the budget has started (the SIGSTOP just after): a short
     # run (the suite's) takes them all in its first trials, before the budget is spent.
     spread: float = 0.6
+    jitter: float = 2.0  # each fault waits up to this many seconds more, s
 
     @property
     def faults(self) -> list[str]:
@@ -155,13 +158,40 @@ def worker_env(plan: Plan, storage: str, work: Path, password: str | None = None
 # ------------------------------------------------------------------------------ supervisor
 
 
+class Process(Protocol):
+    """What the supervisor needs of a worker process (``subprocess.Popen`` has it)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
+# Starts ``fishopt ARGS`` with this environment, stdout and stderr to the file descriptor.
+Launch = Callable[[list[str], dict, int], Process]
+
+
+def fresh_interpreter(args: list[str], env: dict, out: int) -> subprocess.Popen:
+    """A worker as users start one: ``python -m fishopt.cli ARGS``. (The suite forks its
+    workers warm instead, tests/forkserver.py: the same code without 4 s of imports each.)"""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fishopt.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @dataclass
 class Slot:
     """One worker seat: the process in it now, and how its earlier processes ended."""
 
     index: int
     log: Path
-    proc: subprocess.Popen | None = None
+    proc: Process | None = None
     exits: list[int] = field(default_factory=list)
     done: bool = False  # exited 0: the budget is spent
 
@@ -169,20 +199,16 @@ class Slot:
 class Supervisor:
     """Keeps N workers running: a worker that exits non-zero is started again."""
 
-    def __init__(self, argv: list[str], env: dict, folder: Path, n: int) -> None:
-        self.argv, self.env = argv, env
+    def __init__(
+        self, argv: list[str], env: dict, folder: Path, n: int, launch: Launch = fresh_interpreter
+    ) -> None:
+        self.argv, self.env, self.launch = argv, env, launch
         self.slots = [Slot(i, folder / f"w{i}.log") for i in range(n)]
         self.starts = 0
 
     def start(self, slot: Slot) -> None:
         with slot.log.open("a") as handle:
-            slot.proc = subprocess.Popen(
-                [sys.executable, "-m", "fishopt.cli", *self.argv],
-                cwd=REPO,
-                env=self.env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
+            slot.proc = self.launch(self.argv, self.env, handle.fileno())
         self.starts += 1
 
     def start_all(self) -> None:
@@ -284,7 +310,7 @@ def moments(plan: Plan, rng: random.Random) -> list[tuple[float, float, str]]:
             rng.uniform(plan.spread, plan.spread + 0.1)
             if f == "stop"
             else rng.uniform(0.05, plan.spread),
-            rng.uniform(0, 2),
+            rng.uniform(0, plan.jitter),
             f,
         )
         for f in faults
@@ -560,7 +586,7 @@ class Result:
         return sorted({line.split("] ", 1)[-1] for line in lines})
 
 
-def run(plan: Plan, work: Path | None = None) -> Result:
+def run(plan: Plan, work: Path | None = None, launch: Launch = fresh_interpreter) -> Result:
     """One chaos run in a fresh folder (and, for PostgreSQL, a fresh server)."""
     with contextlib.ExitStack() as stack:
         if work is None:
@@ -579,7 +605,7 @@ def run(plan: Plan, work: Path | None = None) -> Result:
         spec = work / f"{STUDY}.toml"
         spec.write_text(SPEC.format(epochs=plan.epochs, budget=plan.budget))
         open_storage(url, heartbeat=False)  # the tables, once, before the workers race
-        sup = Supervisor(worker_argv(str(spec)), env, work, plan.workers)
+        sup = Supervisor(worker_argv(str(spec)), env, work, plan.workers, launch)
         began = time.monotonic()
         try:
             sup.start_all()

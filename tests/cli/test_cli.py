@@ -15,7 +15,16 @@ import pytest
 from conftest import run_main
 from optuna.trial import TrialState
 from typer.testing import CliRunner
-from worker_support import REPO, Held, signal_taken, start, trials, wait_exit, wait_for
+from worker_support import (
+    REPO,
+    Held,
+    env_for,
+    signal_taken,
+    start,
+    trials,
+    wait_exit,
+    wait_for,
+)
 
 from fishopt.cli import app
 from fishopt.storage import connect
@@ -155,7 +164,7 @@ def test_ctrl_c_leaves_no_running_trial_and_the_study_resumes(
     hold = Held(tmp_path / "go")
     proc = start(
         ["study", str(spec), *common, "--n-trials", "2"], tmp_path / "study.log",
-        {**env, **hold.env},
+        env_for(url, FISHOPT_CACHE=env["FISHOPT_CACHE"], COLUMNS="200", **hold.env),
     )  # fmt: skip
     hold.wait(proc)
     proc.proc.send_signal(signal.SIGINT)

@@ -1,6 +1,7 @@
 """A short chaos run (``bench.chaos``, same code): faults during one study, nothing lost.
 
-On a throwaway PostgreSQL: 4 workers, SIGKILLs of training workers (restarted by the
+Workers are forked warm (tests/forkserver.py; ``python -m bench.chaos`` starts fresh
+interpreters). On a throwaway PostgreSQL: 4 workers, SIGKILLs of training workers (restarted by the
 supervisor), two PostgreSQL restarts and one worker SIGSTOPped past the stale timeout. On
 SQLite: SIGKILLs only, then ``PRAGMA integrity_check``. ``bench.chaos.audit`` checks the budget,
 states, trial numbers, retries, curves and the best trial's weights; its own checks are tested
@@ -17,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from forkserver import warm
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -32,10 +34,10 @@ def _report(result: chaos.Result) -> str:
 @pytest.mark.slow(seconds=30)
 def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "postgresql", workers=4, budget=10, epochs=12, kills=2, restarts=2, stops=1,
-        interval=2, grace=4, timeout=240, spread=0.3,
+        "postgresql", workers=4, budget=12, epochs=12, kills=2, restarts=2, stops=1,
+        interval=2, grace=4, timeout=240, spread=0.3, jitter=0.5,
     )  # fmt: skip
-    result = chaos.run(plan, tmp_path)
+    result = chaos.run(plan, tmp_path, warm)
     print("\n" + "\n".join(result.lines()))
     assert result.ok, _report(result)
     f = result.faults
@@ -47,10 +49,10 @@ def test_chaos_on_postgresql(server_binaries: None, tmp_path: Path) -> None:
 @pytest.mark.slow(seconds=18)
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
     plan = chaos.Plan(
-        "sqlite", workers=3, budget=8, epochs=8, kills=2, interval=1, grace=3, timeout=240,
-        spread=0.3,
+        "sqlite", workers=3, budget=10, epochs=12, kills=2, interval=1, grace=3, timeout=240,
+        spread=0.3, jitter=0.5,
     )  # fmt: skip
-    result = chaos.run(plan, tmp_path)
+    result = chaos.run(plan, tmp_path, warm)
     print("\n" + "\n".join(result.lines()))
     assert result.ok, _report(result)
     assert result.faults.kills == 2
