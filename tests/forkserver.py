@@ -14,6 +14,11 @@ fresh interpreter, as users do.
 
 ``Forked`` answers ``poll``/``wait``/``send_signal``/``kill`` like ``subprocess.Popen``. The
 server is the child's parent, so it reaps it and sends the exit code back.
+
+Not ``multiprocessing``'s fork server (which ``--jobs`` uses): its children run a function and
+leave through ``os._exit``, skipping the ``atexit`` handlers and the wait for non-daemon threads
+that end a real ``fishopt`` process. Here the child returns from the server loop and the
+interpreter ends as after any ``python -m``.
 """
 
 from __future__ import annotations

@@ -88,12 +88,13 @@ def test_study_beside_a_worker_finishes_with_exactly_the_budget(
     spec = spec_file(tmp_path, epochs=2, n_trials=8)
     env = env_for(url, FISHOPT_HEARTBEAT_INTERVAL="1", FISHOPT_GRACE_PERIOD=str(GRACE))
     common = ["--data", str(tiny_fish), "--cache-dir", str(fish_cache), "--threads", "1"]
-    # The worker's first trial waits at epoch 1 until the study process has claimed one: the
-    # worker cannot take the whole budget before the study is up, however fast the CPU.
+    # The worker holds its first trial at epoch 1; the study process starts only then, and the
+    # worker goes on only once the study has claimed a trial: neither can take the whole budget
+    # before the other is up, however fast either starts.
     hold = Held(tmp_path / "go", epoch=1)
     worker = start(["worker", str(spec), *common], tmp_path / "worker.log", {**env, **hold.env})
-    study = start(["study", str(spec), *common, "--storage", url], tmp_path / "study.log", env)
     hold.wait(worker)
+    study = start(["study", str(spec), *common, "--storage", url], tmp_path / "study.log", env)
 
     def study_claimed() -> bool:
         assert study.proc.poll() is None, study.output()
