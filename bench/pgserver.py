@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 USER = "fishopt"
+ADMIN_APP = "fishopt-pgserver-admin"  # the application_name of ``sql``'s own connections
 DATABASE = "fishopt"
 PASSWORD = "chaos-pw-not-secret"  # a throwaway server on 127.0.0.1, gone after the run
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -126,16 +127,20 @@ class Postgres:
             dbname=database,
             autocommit=True,
             connect_timeout=5,
+            application_name=ADMIN_APP,
         ) as conn:
             cur = conn.execute(query)
             return cur.fetchall() if cur.description else []
 
     def connections(self) -> int:
-        """Client backends connected now (every database), as pg_stat_activity counts them."""
+        """Client backends connected now (every database), as pg_stat_activity counts them, less
+        ``sql``'s own: this query's, and an earlier query's backend that is still exiting (its
+        client has gone, and the server lists it a moment longer)."""
         rows = self.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            f" AND application_name IS DISTINCT FROM '{ADMIN_APP}'"
         )
-        return int(rows[0][0]) - 1  # not this query's own connection
+        return int(rows[0][0])
 
 
 @contextlib.contextmanager

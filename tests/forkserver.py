@@ -35,8 +35,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Imported once in the server: what every fishopt worker imports, and nothing of fishopt's own.
-WARM = ("numpy", "torch", "torch._dynamo", "optuna", "sqlalchemy", "typer", "rich")
+# Imported once in the server: third-party modules every fishopt worker imports (torch, and the
+# compiler front-end its first optimizer step imports; Optuna's RDB storage with its Alembic
+# migrations; the CLI's Typer, Rich and Pydantic; PIL and psycopg), and nothing of fishopt's own.
+WARM = (
+    "numpy", "torch", "torch._dynamo", "optuna", "optuna.storages._rdb.storage",
+    "alembic.command", "alembic.migration", "sqlalchemy", "pydantic", "typer", "rich.console",
+    "rich.table", "rich.progress", "pygments.lexers", "PIL.Image", "psycopg",
+)  # fmt: skip
 _MAX = 1 << 20  # one request: argv, environment, working directory
 # Read once, as the interpreter or torch starts: a child must ask for what the server has.
 AT_START = ("PYTHONPATH", "PYTHONWARNINGS", "PYTHONUNBUFFERED", "PYTHONHASHSEED", "OMP_NUM_THREADS")
@@ -219,6 +225,8 @@ def main() -> None:
 
     for name in WARM:
         importlib.import_module(name)
+    ours = [m for m in sys.modules if m == "fishopt" or m.startswith("fishopt.")]
+    assert not ours, f"the server must not import fishopt (each child imports it): {ours}"
     sock = socket.socket(fileno=int(sys.argv[1]))
     got = _serve(sock)
     if got is None:
