@@ -18,28 +18,7 @@ import time
 from pathlib import Path
 
 import forkserver
-
-SPEC = """description = "worker start cost"
-kind = "custom"
-epochs = 2
-seed = 3
-n_trials = 3
-split = [0.7, 0.2, 0.1]
-
-[sampler]
-name = "random"
-
-[pruner]
-name = "none"
-
-[fixed]
-hidden = [16]
-batch_size = 16
-
-[space]
-optimizer = ["SGD", "Adam", "AdamW"]
-lr = { low = 1e-3, high = 1e-1, log = true }
-"""
+from worker_support import env_for, spec_file
 
 
 def busy() -> float:
@@ -53,32 +32,23 @@ def busy() -> float:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     work = Path(tempfile.mkdtemp(prefix="fishopt-starts-"))
-    spec = work / "starts.toml"
-    spec.write_text(SPEC)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FISHOPT_")}
-    env.update(
-        PYTHONPATH=str(forkserver.REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS="1",
-        FISHOPT_CACHE=str(work / "cache"),
-    )
+    spec = spec_file(work, epochs=2, n_trials=3, name="starts")
     server = forkserver.server()
     server.collect(0.0)
     for n in range(rounds + 1):  # round 0 fills the digits cache and warms the server
         for how in ("fresh", "warm"):
             db = work / f"{how}{n}.db"
-            args = ["worker", str(spec), "--data", "digits", "--storage", f"sqlite:///{db}"]
+            env = env_for(f"sqlite:///{db}", FISHOPT_CACHE=str(work / "cache"))
+            args = ["worker", str(spec), "--data", "digits", "--threads", "1"]
             began_cpu, began = busy(), time.monotonic()
             with (work / f"{how}.log").open("w") as out:
                 if how == "fresh":
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "fishopt.cli", *args, "--threads", "1"],
+                        [sys.executable, "-m", "fishopt.cli", *args],
                         cwd=forkserver.REPO, env=env, stdout=out, stderr=out,
                     )  # fmt: skip
                 else:
-                    proc = server.spawn(
-                        [*args, "--threads", "1"], forkserver.REPO, env, out.fileno(), out.fileno()
-                    )
+                    proc = forkserver.warm(args, env, out.fileno())
                 code = proc.wait()
             if code != 0:
                 sys.exit(f"{how} worker exited {code}: {(work / f'{how}.log').read_text()}")
