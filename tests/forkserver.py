@@ -81,9 +81,6 @@ class Forked:
         if self.poll() is None:  # never a pid that has since gone to someone else
             os.kill(self.pid, sig)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
